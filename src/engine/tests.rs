@@ -1,0 +1,434 @@
+//! The engine driven by hand-written SIP and a virtual clock.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::*;
+use crate::media::prompt::Prompt;
+use crate::policy::{NumberPolicy, Rule, When};
+
+struct FakePorts(u16);
+
+impl PortAllocator for FakePorts {
+    fn allocate(&mut self) -> Option<u16> {
+        self.0 += 2;
+        Some(self.0)
+    }
+    fn release(&mut self, _: u16) {}
+}
+
+const CALLER: &str = "127.0.0.1:5070";
+
+fn engine(answer_after: Duration) -> (Engine, Now) {
+    let prompt = Arc::new(Prompt::from_linear("closed.wav".into(), &[100; 160 * 10]));
+    let mut numbers = BTreeMap::new();
+    numbers.insert(
+        "public".to_string(),
+        NumberPolicy {
+            name: "public".into(),
+            number: "0501110001".into(),
+            label: "Public".into(),
+            rules: vec![Rule {
+                when: When::default(),
+                action: Action::Announce {
+                    prompt,
+                    repeat: 1,
+                    answer_after,
+                },
+            }],
+        },
+    );
+    let policy = Arc::new(Policy {
+        shop_name: "t".into(),
+        timezone: jiff::tz::TimeZone::UTC,
+        numbers,
+    });
+    let cfg = EngineConfig {
+        advertise: "127.0.0.1".parse().unwrap(),
+        sip_port: 5060,
+        user_agent: "denwa".into(),
+        timers: Timers::default(),
+    };
+    let now = Now {
+        at: Instant::now(),
+        wall: "2026-11-23T01:00:00Z".parse().unwrap(),
+    };
+    (
+        Engine::new(cfg, policy, Box::new(FakePorts(20000)), 42),
+        now,
+    )
+}
+
+fn later(now: Now, d: Duration) -> Now {
+    Now {
+        at: now.at + d,
+        wall: now.wall + jiff::SignedDuration::try_from(d).unwrap(),
+    }
+}
+
+const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+fn invite(user: &str, call_id: &str, branch: &str, sdp: &str) -> String {
+    let ctype = if sdp.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/sdp\r\n"
+    };
+    format!(
+        "INVITE sip:{user}@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch={branch};rport\r\n\
+Max-Forwards: 70\r\nFrom: \"Courier\" <sip:0901234567@127.0.0.1>;tag=from1\r\nTo: <sip:{user}@127.0.0.1>\r\n\
+Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@127.0.0.1:5070>\r\n{ctype}Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+}
+
+fn in_dialog(
+    method: &str,
+    call_id: &str,
+    branch: &str,
+    to_tag: &str,
+    cseq: u32,
+    body: &str,
+) -> String {
+    format!(
+        "{method} sip:public@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch={branch}\r\n\
+From: <sip:0901234567@127.0.0.1>;tag=from1\r\nTo: <sip:public@127.0.0.1>;tag={to_tag}\r\n\
+Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn send(e: &mut Engine, now: Now, text: &str) {
+    e.handle_datagram(now, CALLER.parse().unwrap(), text.as_bytes());
+}
+
+/// Drain outputs: (SIP texts sent, media starts, media stops, records).
+fn outputs(e: &mut Engine) -> (Vec<String>, Vec<MediaStart>, Vec<u16>, Vec<CallRecord>) {
+    let (mut sip, mut starts, mut stops, mut records) = (vec![], vec![], vec![], vec![]);
+    while let Some(o) = e.poll_output() {
+        match o {
+            Output::Transmit { to, data } => {
+                assert_eq!(
+                    to,
+                    CALLER.parse().unwrap(),
+                    "everything goes back to the caller here"
+                );
+                sip.push(String::from_utf8(data.to_vec()).unwrap());
+            }
+            Output::StartMedia(m) => starts.push(m),
+            Output::StopMedia { port } => stops.push(port),
+            Output::CallEnded(r) => records.push(r),
+        }
+    }
+    (sip, starts, stops, records)
+}
+
+fn status(msg: &str) -> u16 {
+    msg[8..11].parse().unwrap()
+}
+
+fn to_tag(msg: &str) -> String {
+    let to = msg.lines().find(|l| l.starts_with("To:")).unwrap();
+    to.split("tag=").nth(1).unwrap().trim().to_string()
+}
+
+#[test]
+fn announcement_call_end_to_end() {
+    let (mut e, t0) = engine(Duration::ZERO);
+    send(&mut e, t0, &invite("public", "c1", "z9hG4bK-1", OFFER));
+    let (sip, starts, _, _) = outputs(&mut e);
+    assert_eq!(
+        sip.iter().map(|m| status(m)).collect::<Vec<_>>(),
+        [100, 200]
+    );
+    let ok = &sip[1];
+    assert!(ok.contains(
+        "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1;received=127.0.0.1;rport=5070\r\n"
+    ));
+    assert!(ok.contains("Contact: <sip:public@127.0.0.1:5060>\r\n"));
+    assert!(ok.contains("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS\r\n"));
+    assert!(ok.contains("m=audio 20002 RTP/AVP 0 101\r\n"), "{ok}");
+    assert_eq!(starts.len(), 1);
+    assert_eq!(starts[0].remote, "127.0.0.1:6000".parse().unwrap());
+    assert_eq!(starts[0].codec, Codec::Pcmu);
+    let tag = to_tag(ok);
+
+    // A retransmitted INVITE creates no second call and no extra answer.
+    send(
+        &mut e,
+        later(t0, Duration::from_millis(100)),
+        &invite("public", "c1", "z9hG4bK-1", OFFER),
+    );
+    let (sip, starts, _, _) = outputs(&mut e);
+    assert!(sip.is_empty() && starts.is_empty());
+    assert_eq!((e.stats.calls_total, e.active_calls()), (1, 1));
+
+    send(
+        &mut e,
+        later(t0, Duration::from_millis(200)),
+        &in_dialog("ACK", "c1", "z9hG4bK-ack", &tag, 1, ""),
+    );
+    e.handle_timeout(later(t0, Duration::from_secs(2)));
+    assert!(
+        outputs(&mut e).0.is_empty(),
+        "no 200 retransmission after the ACK"
+    );
+
+    // The prompt ends: denwa hangs up.
+    let t1 = later(t0, Duration::from_millis(400));
+    e.handle_media_finished(t1, "c1");
+    let (sip, _, stops, _) = outputs(&mut e);
+    assert_eq!(stops, [20002]);
+    let bye = &sip[0];
+    assert!(
+        bye.starts_with("BYE sip:caller@127.0.0.1:5070 SIP/2.0\r\n"),
+        "{bye}"
+    );
+    assert!(bye.contains(&format!("From: <sip:public@127.0.0.1>;tag={tag}\r\n")));
+    assert!(bye.contains("To: \"Courier\" <sip:0901234567@127.0.0.1>;tag=from1\r\n"));
+    let branch = bye
+        .split("branch=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
+    let cseq = bye.lines().find(|l| l.starts_with("CSeq:")).unwrap();
+    let reply = format!(
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch={branch}\r\nFrom: <sip:public@127.0.0.1>;tag={tag}\r\n\
+To: <sip:0901234567@127.0.0.1>;tag=from1\r\nCall-ID: c1\r\n{cseq}\r\nContent-Length: 0\r\n\r\n"
+    );
+    send(&mut e, later(t1, Duration::from_millis(5)), &reply);
+    let (_, _, _, records) = outputs(&mut e);
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!(
+        (r.line.as_str(), r.caller.as_str(), r.final_status),
+        ("public", "0901234567", 200)
+    );
+    assert_eq!(r.hung_up_by, Some(HungUpBy::Denwa));
+    assert_eq!(r.caller_name.as_deref(), Some("Courier"));
+    assert!(r.answered_at.is_some() && r.ended_at.is_some());
+    assert_eq!(e.active_calls(), 0);
+}
+
+#[test]
+fn unacknowledged_200_is_retransmitted_then_the_call_is_hung_up() {
+    let (mut e, t0) = engine(Duration::ZERO);
+    send(&mut e, t0, &invite("public", "c2", "z9hG4bK-2", OFFER));
+    outputs(&mut e);
+    let mut retransmits = Vec::new();
+    let mut bye_at = None;
+    while let Some(at) = e.poll_timeout() {
+        if at > t0.at + Duration::from_secs(40) {
+            break;
+        }
+        let now = later(t0, at - t0.at);
+        e.handle_timeout(now);
+        for m in outputs(&mut e).0 {
+            if m.starts_with("SIP/2.0 200") {
+                retransmits.push((at - t0.at).as_millis());
+            } else if m.starts_with("BYE") {
+                bye_at = Some((at - t0.at).as_millis());
+            }
+        }
+        if bye_at.is_some() {
+            break;
+        }
+    }
+    assert_eq!(
+        retransmits,
+        [
+            500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500
+        ]
+    );
+    assert_eq!(bye_at, Some(32000));
+}
+
+#[test]
+fn cancel_while_ringing_gets_487() {
+    let (mut e, t0) = engine(Duration::from_secs(2));
+    send(&mut e, t0, &invite("public", "c3", "z9hG4bK-3", OFFER));
+    let (sip, starts, _, _) = outputs(&mut e);
+    assert_eq!(
+        sip.iter().map(|m| status(m)).collect::<Vec<_>>(),
+        [100, 180]
+    );
+    assert!(starts.is_empty());
+    let cancel = invite("public", "c3", "z9hG4bK-3", "")
+        .replace("INVITE sip", "CANCEL sip")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    send(&mut e, later(t0, Duration::from_millis(500)), &cancel);
+    let (sip, _, _, records) = outputs(&mut e);
+    assert_eq!(
+        sip.iter().map(|m| status(m)).collect::<Vec<_>>(),
+        [200, 487]
+    );
+    assert!(sip[0].contains("CSeq: 1 CANCEL") && sip[1].contains("CSeq: 1 INVITE"));
+    assert_eq!(records[0].final_status, 487);
+    assert_eq!(records[0].hung_up_by, Some(HungUpBy::Caller));
+    // The answer timer must not answer a cancelled call.
+    e.handle_timeout(later(t0, Duration::from_secs(3)));
+    let (sip, starts, _, _) = outputs(&mut e);
+    assert!(starts.is_empty());
+    assert!(
+        sip.iter().all(|m| status(m) == 487),
+        "only 487 retransmissions: {sip:?}"
+    );
+    // The ACK for the 487 stops them.
+    let ack = invite("public", "c3", "z9hG4bK-3", "")
+        .replace("INVITE sip", "ACK sip")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 ACK");
+    send(&mut e, later(t0, Duration::from_secs(3)), &ack);
+    e.handle_timeout(later(t0, Duration::from_secs(10)));
+    assert!(outputs(&mut e).0.is_empty());
+}
+
+#[test]
+fn answer_after_rings_then_answers() {
+    let (mut e, t0) = engine(Duration::from_secs(2));
+    send(&mut e, t0, &invite("public", "c4", "z9hG4bK-4", OFFER));
+    let (sip, _, _, _) = outputs(&mut e);
+    let ringing_tag = to_tag(&sip[1]);
+    assert_eq!(e.poll_timeout(), Some(t0.at + Duration::from_secs(2)));
+    e.handle_timeout(later(t0, Duration::from_secs(2)));
+    let (sip, starts, _, _) = outputs(&mut e);
+    assert_eq!(status(&sip[0]), 200);
+    assert_eq!(
+        to_tag(&sip[0]),
+        ringing_tag,
+        "180 and 200 carry the same To tag"
+    );
+    assert_eq!(starts.len(), 1);
+}
+
+#[test]
+fn rejections_and_simple_requests() {
+    let (mut e, t0) = engine(Duration::ZERO);
+    send(&mut e, t0, &invite("nobody", "r1", "z9hG4bK-r1", OFFER));
+    assert_eq!(
+        outputs(&mut e)
+            .0
+            .iter()
+            .map(|m| status(m))
+            .collect::<Vec<_>>(),
+        [100, 404]
+    );
+
+    let g722 = OFFER
+        .replace("0 8 101", "9")
+        .replace("a=rtpmap:101 telephone-event/8000\r\n", "");
+    send(&mut e, t0, &invite("0501110001", "r2", "z9hG4bK-r2", &g722));
+    let sip = outputs(&mut e).0;
+    assert_eq!(status(&sip[1]), 488);
+
+    let options = invite("public", "r3", "z9hG4bK-r3", "")
+        .replace("INVITE sip", "OPTIONS sip")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 OPTIONS");
+    send(&mut e, t0, &options);
+    let sip = outputs(&mut e).0;
+    assert_eq!(status(&sip[0]), 200);
+    assert!(
+        sip[0].contains("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS")
+            && sip[0].contains("Accept: application/sdp")
+    );
+
+    let frob = options.replace("OPTIONS", "FROBNICATE");
+    send(&mut e, t0, &frob);
+    let sip = outputs(&mut e).0;
+    assert_eq!(status(&sip[0]), 405);
+    assert!(sip[0].contains("Allow: "));
+
+    send(
+        &mut e,
+        t0,
+        &in_dialog("BYE", "nope", "z9hG4bK-r5", "x", 2, ""),
+    );
+    assert_eq!(status(&outputs(&mut e).0[0]), 481);
+
+    send(
+        &mut e,
+        t0,
+        &invite("public", "r6", "z9hG4bK-r6", "").replace("CSeq: 1 INVITE", "CSeq: 1 BYE"),
+    );
+    assert_eq!(status(&outputs(&mut e).0[0]), 400);
+
+    send(&mut e, t0, "\u{0}\u{1}garbage");
+    assert!(outputs(&mut e).0.is_empty());
+    assert_eq!(e.stats.dropped_unparseable, 1);
+    assert_eq!(e.active_calls(), 0);
+}
+
+#[test]
+fn invite_without_sdp_gets_our_offer_and_media_starts_on_ack() {
+    let (mut e, t0) = engine(Duration::ZERO);
+    send(&mut e, t0, &invite("public", "c5", "z9hG4bK-5", ""));
+    let (sip, starts, _, _) = outputs(&mut e);
+    assert!(sip[1].contains("m=audio 20002 RTP/AVP 0 8 101\r\n"));
+    assert!(starts.is_empty(), "no media before the answer");
+    let tag = to_tag(&sip[1]);
+    let answer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 8\r\n";
+    let ack = in_dialog("ACK", "c5", "z9hG4bK-5a", &tag, 1, answer).replace(
+        "Content-Length",
+        "Content-Type: application/sdp\r\nContent-Length",
+    );
+    send(&mut e, later(t0, Duration::from_millis(50)), &ack);
+    let (_, starts, _, _) = outputs(&mut e);
+    assert_eq!(starts.len(), 1);
+    assert_eq!(
+        (starts[0].codec, starts[0].remote.port()),
+        (Codec::Pcma, 7000)
+    );
+}
+
+#[test]
+fn caller_hangs_up_and_bye_retransmission_gets_the_same_200() {
+    let (mut e, t0) = engine(Duration::ZERO);
+    send(&mut e, t0, &invite("public", "c6", "z9hG4bK-6", OFFER));
+    let tag = to_tag(&outputs(&mut e).0[1]);
+    send(
+        &mut e,
+        t0,
+        &in_dialog("ACK", "c6", "z9hG4bK-6a", &tag, 1, ""),
+    );
+    let bye = in_dialog("BYE", "c6", "z9hG4bK-6b", &tag, 2, "");
+    send(&mut e, later(t0, Duration::from_secs(1)), &bye);
+    let (sip, _, stops, records) = outputs(&mut e);
+    assert_eq!(status(&sip[0]), 200);
+    assert_eq!(stops, [20002]);
+    assert_eq!(records[0].hung_up_by, Some(HungUpBy::Caller));
+    send(&mut e, later(t0, Duration::from_secs(2)), &bye);
+    let (again, _, _, records) = outputs(&mut e);
+    assert_eq!(again, sip[..1].to_vec());
+    assert!(records.is_empty());
+    // A re-INVITE for the ended call: 481.
+    let reinvite = in_dialog("INVITE", "c6", "z9hG4bK-6c", &tag, 3, "");
+    send(&mut e, later(t0, Duration::from_secs(3)), &reinvite);
+    assert_eq!(
+        outputs(&mut e)
+            .0
+            .iter()
+            .map(|m| status(m))
+            .collect::<Vec<_>>(),
+        [100, 481]
+    );
+}
+
+#[test]
+fn session_refresh_reinvite_gets_the_same_sdp() {
+    let (mut e, t0) = engine(Duration::ZERO);
+    send(&mut e, t0, &invite("public", "c7", "z9hG4bK-7", OFFER));
+    let ok = outputs(&mut e).0[1].clone();
+    let tag = to_tag(&ok);
+    send(
+        &mut e,
+        t0,
+        &in_dialog("ACK", "c7", "z9hG4bK-7a", &tag, 1, ""),
+    );
+    let reinvite = in_dialog("INVITE", "c7", "z9hG4bK-7b", &tag, 2, OFFER);
+    send(&mut e, later(t0, Duration::from_secs(1)), &reinvite);
+    let sip = outputs(&mut e).0;
+    assert_eq!(status(&sip[1]), 200);
+    let sdp = |m: &str| m.split("\r\n\r\n").nth(1).unwrap().to_string();
+    assert_eq!(sdp(&sip[1]), sdp(&ok));
+}

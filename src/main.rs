@@ -1,0 +1,139 @@
+//! The `denwa` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use denwa::config;
+use denwa::policy::Action;
+
+#[derive(Parser)]
+#[command(
+    name = "denwa",
+    version,
+    about = "SIP call routing for a small shop's phone numbers"
+)]
+struct Cli {
+    /// Log format for `run`.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the engine (SIGHUP reloads the config, SIGINT/SIGTERM stops).
+    Run {
+        #[arg(long, default_value = "config/shop.toml")]
+        config: PathBuf,
+    },
+    /// Validate a config and every prompt it names.
+    Check {
+        #[arg(long, default_value = "config/shop.toml")]
+        config: PathBuf,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DENWA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match config::load(path) {
+        Ok(c) => {
+            println!(
+                "ok: {} ({} numbers)",
+                path.display(),
+                c.policy.numbers.len()
+            );
+            for n in c.policy.numbers.values() {
+                let actions: Vec<String> = n
+                    .rules
+                    .iter()
+                    .map(|r| match &r.action {
+                        Action::Announce { prompt, repeat, .. } => format!(
+                            "announce {} ({:.1} s{})",
+                            prompt
+                                .path
+                                .file_name()
+                                .unwrap_or_default()
+                                .to_string_lossy(),
+                            prompt.duration().as_secs_f64(),
+                            if *repeat > 1 {
+                                format!(" x{repeat}")
+                            } else {
+                                String::new()
+                            }
+                        ),
+                    })
+                    .collect();
+                println!(
+                    "  {} ({}): {} rule(s): {}",
+                    n.name,
+                    n.number,
+                    n.rules.len(),
+                    actions.join("; ")
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            eprintln!("{} error(s) in {}", errors.0.len(), path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Run { config: path } => {
+            init_logging(cli.log_format);
+            let config = match config::load(&path) {
+                Ok(c) => c,
+                Err(errors) => {
+                    for e in &errors.0 {
+                        tracing::error!("{e}");
+                    }
+                    tracing::error!(
+                        "not starting: fix the config and run `denwa check --config {}`",
+                        path.display()
+                    );
+                    return ExitCode::FAILURE;
+                }
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let result = runtime
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(denwa::server::run(config)));
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

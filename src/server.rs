@@ -1,0 +1,280 @@
+//! The tokio shell around the sans-IO [`Engine`]: the SIP socket, timers,
+//! RTP sockets, the media thread, the call log, reload and shutdown.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::net::UdpSocket;
+use tracing::{debug, error, info, warn};
+
+use crate::call::CallRecord;
+use crate::config::{self, Config};
+use crate::engine::{Engine, EngineConfig, Now, Output, PortAllocator};
+use crate::media::player::{Player, PlayerCommand};
+use crate::sip::transaction::Timers;
+
+fn now() -> Now {
+    Now {
+        at: Instant::now(),
+        wall: jiff::Timestamp::now(),
+    }
+}
+
+type SocketTable = Arc<Mutex<HashMap<u16, Arc<StdUdpSocket>>>>;
+
+/// Binds RTP sockets from the configured range: even ports (RTP convention,
+/// RFC 3550 §11), handed out round-robin so a port is not reused at once.
+struct RtpPorts {
+    ip: IpAddr,
+    first: u16,
+    last: u16,
+    next: u16,
+    sockets: SocketTable,
+}
+
+impl RtpPorts {
+    fn new(ip: IpAddr, (first, last): (u16, u16), sockets: SocketTable) -> Self {
+        let first = first + first % 2;
+        RtpPorts {
+            ip,
+            first,
+            last,
+            next: first,
+            sockets,
+        }
+    }
+}
+
+impl PortAllocator for RtpPorts {
+    fn allocate(&mut self) -> Option<u16> {
+        let slots = (self.last - self.first) / 2 + 1;
+        let mut table = self.sockets.lock().expect("socket table");
+        for _ in 0..slots {
+            let port = self.next;
+            self.next = if port + 2 > self.last {
+                self.first
+            } else {
+                port + 2
+            };
+            if table.contains_key(&port) {
+                continue;
+            }
+            // Another program may hold the port: just try the next one.
+            if let Ok(socket) = StdUdpSocket::bind(SocketAddr::new(self.ip, port))
+                && socket.set_nonblocking(true).is_ok()
+            {
+                table.insert(port, Arc::new(socket));
+                return Some(port);
+            }
+        }
+        None
+    }
+
+    fn release(&mut self, port: u16) {
+        self.sockets.lock().expect("socket table").remove(&port);
+    }
+}
+
+/// Appends one JSON line per call on its own thread, so a slow disk never
+/// stalls SIP. Each line is written whole and flushed.
+struct CallLog {
+    tx: std::sync::mpsc::Sender<CallRecord>,
+}
+
+impl CallLog {
+    fn open(path: &Path) -> anyhow::Result<CallLog> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening the call log {}", path.display()))?;
+        let (tx, rx) = std::sync::mpsc::channel::<CallRecord>();
+        let path = path.to_owned();
+        std::thread::Builder::new()
+            .name("denwa-calllog".into())
+            .spawn(move || {
+                for record in rx {
+                    let mut line = serde_json::to_vec(&record).expect("record serialises");
+                    line.push(b'\n');
+                    if let Err(e) = file.write_all(&line).and_then(|_| file.flush()) {
+                        error!(path = %path.display(), error = %e, "cannot write the call log");
+                    }
+                }
+            })?;
+        Ok(CallLog { tx })
+    }
+}
+
+/// Run the engine until SIGINT/SIGTERM. SIGHUP reloads the config.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let settings = config.settings.clone();
+    let socket = UdpSocket::bind(settings.listen)
+        .await
+        .with_context(|| format!("binding SIP on {}", settings.listen))?;
+    let local = socket.local_addr()?;
+    let sockets: SocketTable = Arc::default();
+    let ports = RtpPorts::new(settings.advertise, settings.rtp_ports, sockets.clone());
+    let (finished_tx, mut finished_rx) = tokio::sync::mpsc::unbounded_channel();
+    let player = Player::spawn(finished_tx)?;
+    let call_log = CallLog::open(&settings.call_log)?;
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let mut engine = Engine::new(
+        EngineConfig {
+            advertise: settings.advertise,
+            sip_port: local.port(),
+            user_agent: settings.user_agent.clone(),
+            timers: Timers::default(),
+        },
+        config.policy.clone(),
+        Box::new(ports),
+        u64::from_le_bytes(seed),
+    );
+    info!(
+        listen = %local,
+        numbers = config.policy.numbers.len(),
+        call_log = %settings.call_log.display(),
+        "denwa is listening"
+    );
+    for n in config.policy.numbers.values() {
+        info!(line = %n.name, number = %n.number, rules = n.rules.len(), "number ready");
+    }
+
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut buf = vec![0u8; 65_536];
+    let mut shutting_down: Option<Instant> = None;
+    loop {
+        let deadline = engine.poll_timeout().map(tokio::time::Instant::from_std);
+        let timer = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            received = socket.recv_from(&mut buf) => {
+                let now = now();
+                match received {
+                    Ok((n, from)) => handle_datagram(&mut engine, &settings, now, from, &buf[..n]),
+                    Err(e) => debug!(error = %e, "SIP receive error"),
+                }
+                // Take whatever else is queued before going round the loop.
+                for _ in 0..64 {
+                    match socket.try_recv_from(&mut buf) {
+                        Ok((n, from)) => handle_datagram(&mut engine, &settings, now, from, &buf[..n]),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Some(done) = finished_rx.recv() => engine.handle_media_finished(now(), &done.call_id),
+            _ = timer => {}
+            _ = hangup.recv() => reload(&mut engine, &config.path, &settings),
+            _ = tokio::signal::ctrl_c(), if shutting_down.is_none() => shutting_down = Some(begin_shutdown(&mut engine)),
+            _ = terminate.recv(), if shutting_down.is_none() => shutting_down = Some(begin_shutdown(&mut engine)),
+        }
+        engine.handle_timeout(now());
+        while let Some(output) = engine.poll_output() {
+            match output {
+                Output::Transmit { to, data } => {
+                    if let Err(e) = socket.try_send_to(&data, to) {
+                        // The kernel buffer is full: wait for room rather than drop.
+                        if e.kind() == std::io::ErrorKind::WouldBlock {
+                            let _ = socket.send_to(&data, to).await;
+                        } else {
+                            debug!(%to, error = %e, "SIP send failed");
+                        }
+                    }
+                }
+                Output::StartMedia(start) => {
+                    let socket = sockets
+                        .lock()
+                        .expect("socket table")
+                        .get(&start.port)
+                        .cloned();
+                    match socket {
+                        Some(socket) => player.send(PlayerCommand::Start { socket, start }),
+                        None => warn!(
+                            port = start.port,
+                            "RTP socket vanished before media started"
+                        ),
+                    }
+                }
+                Output::StopMedia { port } => player.send(PlayerCommand::Stop { port }),
+                Output::CallEnded(record) => {
+                    info!(
+                        call_id = %record.call_id,
+                        line = %record.line,
+                        status = record.final_status,
+                        hung_up_by = ?record.hung_up_by,
+                        "call ended"
+                    );
+                    let _ = call_log.tx.send(record);
+                }
+            }
+        }
+        if let Some(started) = shutting_down
+            && (engine.active_calls() == 0 || started.elapsed() > Duration::from_secs(3))
+        {
+            info!(stats = ?engine.stats, "denwa stopped");
+            // Give the call-log thread a moment to write the last lines.
+            drop(call_log);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return Ok(());
+        }
+    }
+}
+
+fn handle_datagram(
+    engine: &mut Engine,
+    settings: &config::Settings,
+    now: Now,
+    from: SocketAddr,
+    data: &[u8],
+) {
+    if data.len() > settings.max_message_bytes {
+        debug!(%from, bytes = data.len(), "dropped oversized datagram");
+        return;
+    }
+    // A keep-alive (RFC 5626 CRLF ping) or stray whitespace: nothing to do.
+    if data.iter().all(|b| b.is_ascii_whitespace()) {
+        return;
+    }
+    engine.handle_datagram(now, from, data);
+}
+
+fn begin_shutdown(engine: &mut Engine) -> Instant {
+    info!(
+        active = engine.active_calls(),
+        "shutting down: hanging up calls in progress"
+    );
+    engine.hang_up_all(now());
+    Instant::now()
+}
+
+fn reload(engine: &mut Engine, path: &Path, running: &config::Settings) {
+    match config::load(path) {
+        Ok(new) => {
+            if new.settings.listen != running.listen || new.settings.rtp_ports != running.rtp_ports
+            {
+                warn!("sip.listen / sip.rtp_ports changed: they take effect after a restart");
+            }
+            engine.set_policy(new.policy);
+            info!(path = %path.display(), "config reloaded; new calls follow the new rules");
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                error!("{e}");
+            }
+            error!(path = %path.display(), "config NOT reloaded: the running rules stay in force");
+        }
+    }
+}
