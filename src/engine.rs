@@ -1017,7 +1017,7 @@ impl Engine {
         let dest = Self::in_dialog_destination(d, call.source);
         let port = call.rtp_port;
         let wire: Wire = text.into_bytes().into();
-        info!(%call_id, "hanging up");
+        debug!(%call_id, "hanging up");
         self.out.push_back(Output::StopMedia { port });
         self.transmit(dest, wire.clone());
         let tx = ClientNonInvite::new(wire, self.cfg.timers, now.at);

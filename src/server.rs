@@ -113,8 +113,25 @@ impl CallLog {
     }
 }
 
+/// Every call holds an RTP socket: lift the soft open-files limit to the hard
+/// one, as servers do (the usual soft default of 1024 would cap us near 1000 calls).
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 /// Run the engine until SIGINT/SIGTERM. SIGHUP reloads the config.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    raise_open_files_limit();
     let settings = config.settings.clone();
     let socket = UdpSocket::bind(settings.listen)
         .await
