@@ -36,7 +36,12 @@ fn args() -> Args {
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_default();
         match flag.as_str() {
-            "--rates" => a.rates = value.split(',').map(|r| r.trim().parse().expect("rate")).collect(),
+            "--rates" => {
+                a.rates = value
+                    .split(',')
+                    .map(|r| r.trim().parse().expect("rate"))
+                    .collect()
+            }
             "--seconds" => a.seconds = value.parse().expect("seconds"),
             "--denwa" => a.denwa = value.into(),
             other => panic!("unknown flag {other}; use --rates, --seconds, --denwa"),
@@ -70,7 +75,11 @@ impl Gaps {
         }
     }
     fn stdev(&self) -> f64 {
-        if self.count < 2 { 0.0 } else { (self.m2 / (self.count - 1) as f64).sqrt() }
+        if self.count < 2 {
+            0.0
+        } else {
+            (self.m2 / (self.count - 1) as f64).sqrt()
+        }
     }
 }
 
@@ -91,16 +100,22 @@ fn rtp_sink(stop: Arc<AtomicBool>) -> (u16, std::thread::JoinHandle<Gaps>) {
             );
         }
     }
-    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let port = socket.local_addr().unwrap().port();
     let handle = std::thread::spawn(move || {
         let mut gaps = Gaps::default();
         let mut last: HashMap<u32, (u16, Instant)> = HashMap::new();
         let mut buf = [0u8; 2048];
         while !stop.load(Ordering::Relaxed) {
-            let Ok(n) = socket.recv(&mut buf) else { continue };
+            let Ok(n) = socket.recv(&mut buf) else {
+                continue;
+            };
             let at = Instant::now();
-            let Some((_, _, seq, _, ssrc, _)) = read_header(&buf[..n]) else { continue };
+            let Some((_, _, seq, _, ssrc, _)) = read_header(&buf[..n]) else {
+                continue;
+            };
             gaps.packets += 1;
             match last.insert(ssrc, (seq, at)) {
                 None => gaps.streams += 1,
@@ -122,9 +137,17 @@ fn rtp_sink(stop: Arc<AtomicBool>) -> (u16, std::thread::JoinHandle<Gaps>) {
 /// (utime + stime) in ms for a process, all threads; and VmRSS/VmHWM in KiB.
 fn cpu_ms(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
     let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     ticks * 1000.0 / hz
@@ -183,7 +206,16 @@ struct SippResult {
 /// Capture the SIP port (never RTP) while the calls run.
 fn start_capture(dir: &Path, port: u16) -> Option<Child> {
     let child = Command::new("dumpcap")
-        .args(["-q", "-i", "lo", "-f", &format!("udp port {port}"), "-B", "64", "-w"])
+        .args([
+            "-q",
+            "-i",
+            "lo",
+            "-f",
+            &format!("udp port {port}"),
+            "-B",
+            "64",
+            "-w",
+        ])
         .arg(dir.join("sip.pcapng"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -197,21 +229,44 @@ fn start_capture(dir: &Path, port: u16) -> Option<Child> {
 /// INVITE → 200 OK latency per call, in ms, from the capture.
 fn latencies_from_capture(dir: &Path, mut capture: Child) -> Vec<f64> {
     std::thread::sleep(Duration::from_millis(500));
-    let _ = Command::new("kill").args(["-INT", &capture.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-INT", &capture.id().to_string()])
+        .status();
     let _ = capture.wait();
     let out = Command::new("tshark")
         .arg("-r")
         .arg(dir.join("sip.pcapng"))
-        .args(["-Y", "sip.CSeq.method == \"INVITE\"", "-T", "fields", "-E", "separator=;"])
-        .args(["-e", "frame.time_epoch", "-e", "sip.Call-ID", "-e", "sip.Method", "-e", "sip.Status-Code"])
+        .args([
+            "-Y",
+            "sip.CSeq.method == \"INVITE\"",
+            "-T",
+            "fields",
+            "-E",
+            "separator=;",
+        ])
+        .args([
+            "-e",
+            "frame.time_epoch",
+            "-e",
+            "sip.Call-ID",
+            "-e",
+            "sip.Method",
+            "-e",
+            "sip.Status-Code",
+        ])
         .output();
     let Ok(out) = out else { return Vec::new() };
     let mut invites: HashMap<String, f64> = HashMap::new();
     let mut latencies = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let f: Vec<&str> = line.split(';').collect();
-        let (Some(t), Some(id)) = (f.first().and_then(|t| t.parse::<f64>().ok()), f.get(1)) else { continue };
-        match (f.get(2).copied().unwrap_or(""), f.get(3).copied().unwrap_or("")) {
+        let (Some(t), Some(id)) = (f.first().and_then(|t| t.parse::<f64>().ok()), f.get(1)) else {
+            continue;
+        };
+        match (
+            f.get(2).copied().unwrap_or(""),
+            f.get(3).copied().unwrap_or(""),
+        ) {
             ("INVITE", _) => {
                 invites.entry(id.to_string()).or_insert(t);
             }
@@ -234,16 +289,45 @@ fn column(header: &[&str], row: &[&str], name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn run_sipp(dir: &Path, port: u16, rate: u32, calls: u32, seconds: u32, rtp_port: u16) -> SippResult {
+fn run_sipp(
+    dir: &Path,
+    port: u16,
+    rate: u32,
+    calls: u32,
+    seconds: u32,
+    rtp_port: u16,
+) -> SippResult {
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/announce.xml");
     let mut child = Command::new("sipp")
         .arg(format!("127.0.0.1:{port}"))
         .arg("-sf")
         .arg(&scenario)
         .args(["-s", "bench", "-i", "127.0.0.1", "-nostdin"])
-        .args(["-r", &rate.to_string(), "-m", &calls.to_string(), "-l", &(rate * 20).to_string()])
-        .args(["-key", "rtp_port", &rtp_port.to_string(), "-key", "codec_pt", "0", "-key", "codec_name", "PCMU"])
-        .args(["-timeout", &format!("{}s", seconds + 40), "-max_socket", "1000"])
+        .args([
+            "-r",
+            &rate.to_string(),
+            "-m",
+            &calls.to_string(),
+            "-l",
+            &(rate * 20).to_string(),
+        ])
+        .args([
+            "-key",
+            "rtp_port",
+            &rtp_port.to_string(),
+            "-key",
+            "codec_pt",
+            "0",
+            "-key",
+            "codec_name",
+            "PCMU",
+        ])
+        .args([
+            "-timeout",
+            &format!("{}s", seconds + 40),
+            "-max_socket",
+            "1000",
+        ])
         .args(["-trace_stat", "-stf", "stat.csv", "-fd", "1"])
         .current_dir(dir)
         .stdout(Stdio::null())
@@ -264,7 +348,11 @@ fn run_sipp(dir: &Path, port: u16, rate: u32, calls: u32, seconds: u32, rtp_port
     let header: Vec<&str> = lines.next().unwrap_or("").split(';').collect();
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(';').collect()).collect();
     let last = rows.last().cloned().unwrap_or_default();
-    let max_concurrent = rows.iter().map(|r| column(&header, r, "CurrentCall")).max().unwrap_or(0);
+    let max_concurrent = rows
+        .iter()
+        .map(|r| column(&header, r, "CurrentCall"))
+        .max()
+        .unwrap_or(0);
     SippResult {
         ok: column(&header, &last, "SuccessfulCall(C)"),
         failed: column(&header, &last, "FailedCall(C)"),
@@ -276,19 +364,44 @@ fn run_sipp(dir: &Path, port: u16, rate: u32, calls: u32, seconds: u32, rtp_port
 
 fn main() {
     let args = args();
-    assert!(args.denwa.exists(), "{} not found: run `cargo build --release` first", args.denwa.display());
-    println!("denwa load benchmark: 5.00 s announcement calls, PCMU, {} s of calls per rate", args.seconds);
+    assert!(
+        args.denwa.exists(),
+        "{} not found: run `cargo build --release` first",
+        args.denwa.display()
+    );
+    println!(
+        "denwa load benchmark: 5.00 s announcement calls, PCMU, {} s of calls per rate",
+        args.seconds
+    );
     println!(
         "{:>5} {:>6} {:>6} {:>7} {:>6} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>7} {:>8}",
-        "cps", "ok", "fail", "retrans", "conc", "lat_mean", "lat_p99", "cpu/call", "sipp/cl", "peakRSS",
-        "KiB/call", "gap_mean", "gap_sd", "gap_max", ">40ms", "rtp_lost"
+        "cps",
+        "ok",
+        "fail",
+        "retrans",
+        "conc",
+        "lat_mean",
+        "lat_p99",
+        "cpu/call",
+        "sipp/cl",
+        "peakRSS",
+        "KiB/call",
+        "gap_mean",
+        "gap_sd",
+        "gap_max",
+        ">40ms",
+        "rtp_lost"
     );
     for rate in args.rates {
         let dir = std::env::temp_dir().join(format!("denwa-bench-{}-{rate}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         write_prompt(&dir.join("five.wav"));
-        let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut denwa = start_denwa(&args.denwa, &dir, port);
         let pid = denwa.id();
         let rss_idle = status_kib(pid, "VmRSS:");
@@ -300,7 +413,9 @@ fn main() {
         let capture = start_capture(&dir, port);
         let started = Instant::now();
         let sipp = run_sipp(&dir, port, rate, calls, args.seconds, rtp_port);
-        let mut lat = capture.map(|c| latencies_from_capture(&dir, c)).unwrap_or_default();
+        let mut lat = capture
+            .map(|c| latencies_from_capture(&dir, c))
+            .unwrap_or_default();
         std::thread::sleep(Duration::from_millis(500));
         stop.store(true, Ordering::Relaxed);
         let gaps = sink.join().unwrap();
@@ -312,12 +427,20 @@ fn main() {
             .unwrap_or_default()
             .split("retransmissions_sent: ")
             .nth(1)
-            .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u64>().ok())
+            .and_then(|s| {
+                s.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
             .unwrap_or(0);
 
         lat.sort_by(|a, b| a.total_cmp(b));
         let mean = lat.iter().sum::<f64>() / lat.len().max(1) as f64;
-        let p99 = lat.get((lat.len() as f64 * 0.99) as usize).copied().unwrap_or(f64::NAN);
+        let p99 = lat
+            .get((lat.len() as f64 * 0.99) as usize)
+            .copied()
+            .unwrap_or(f64::NAN);
         let done = (sipp.ok + sipp.failed).max(1) as f64;
         println!(
             "{:>5} {:>6} {:>6} {:>7} {:>6} {:>7.2}ms {:>7.2}ms {:>6.2}ms {:>6.2}ms {:>6}MiB {:>8.1} {:>6.2}ms {:>6.3}ms {:>6.1}ms {:>7} {:>8}",

@@ -394,6 +394,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
     }
 
     if !ck.errors.is_empty() {
+        ck.errors.sort_by_key(|e| e.line);
         return Err(ConfigErrors(ck.errors));
     }
     let call_log = base.join(

@@ -285,6 +285,18 @@ fn cancel_while_ringing_gets_487() {
 }
 
 #[test]
+fn retransmitted_invite_while_ringing_repeats_the_180_and_makes_no_second_call() {
+    let (mut e, t0) = engine(Duration::from_secs(2));
+    let inv = invite("public", "c8", "z9hG4bK-8", OFFER);
+    send(&mut e, t0, &inv);
+    let first = outputs(&mut e).0;
+    send(&mut e, later(t0, Duration::from_millis(500)), &inv);
+    let again = outputs(&mut e).0;
+    assert_eq!(again, first[1..].to_vec(), "the 180, byte for byte");
+    assert_eq!((e.stats.calls_total, e.active_calls()), (1, 1));
+}
+
+#[test]
 fn answer_after_rings_then_answers() {
     let (mut e, t0) = engine(Duration::from_secs(2));
     send(&mut e, t0, &invite("public", "c4", "z9hG4bK-4", OFFER));

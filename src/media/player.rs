@@ -44,8 +44,15 @@ pub struct Player {
 }
 
 /// How often (in packets) a stream checks its socket for the caller's RTP,
-/// to learn their real address (symmetric RTP for callers behind NAT).
-const LEARN_EVERY: u64 = 5;
+/// to learn their real address (symmetric RTP for callers behind NAT):
+/// every 100 ms for the first second, when it matters, then every 500 ms.
+fn time_to_learn(sent: u64) -> bool {
+    if sent < 50 {
+        sent.is_multiple_of(5)
+    } else {
+        sent.is_multiple_of(25)
+    }
+}
 
 struct Playing {
     socket: Arc<UdpSocket>,
@@ -138,7 +145,7 @@ fn run(
                 let Some(p) = playing.get_mut(&id) else {
                     return;
                 };
-                if p.sent.is_multiple_of(LEARN_EVERY)
+                if time_to_learn(p.sent)
                     && let Some(from) = latest_peer(&p.socket, &mut scratch)
                     && p.learned != Some(from)
                     && p.trusted.contains(&from.ip())
