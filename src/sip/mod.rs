@@ -4,3 +4,6 @@
 pub mod message;
 pub mod sdp;
 pub mod transaction;
+
+pub mod auth;
+pub mod register;
