@@ -36,12 +36,7 @@ fn args() -> Args {
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_default();
         match flag.as_str() {
-            "--rates" => {
-                a.rates = value
-                    .split(',')
-                    .map(|r| r.trim().parse().expect("rate"))
-                    .collect()
-            }
+            "--rates" => a.rates = value.split(',').map(|r| r.trim().parse().expect("rate")).collect(),
             "--seconds" => a.seconds = value.parse().expect("seconds"),
             "--denwa" => a.denwa = value.into(),
             other => panic!("unknown flag {other}; use --rates, --seconds, --denwa"),
@@ -100,9 +95,7 @@ fn rtp_sink(stop: Arc<AtomicBool>) -> (u16, std::thread::JoinHandle<Gaps>) {
             );
         }
     }
-    socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let port = socket.local_addr().unwrap().port();
     let handle = std::thread::spawn(move || {
         let mut gaps = Gaps::default();
@@ -137,17 +130,9 @@ fn rtp_sink(stop: Arc<AtomicBool>) -> (u16, std::thread::JoinHandle<Gaps>) {
 /// (utime + stime) in ms for a process, all threads; and VmRSS/VmHWM in KiB.
 fn cpu_ms(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
     let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields
-            .get(12)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
+        + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     ticks * 1000.0 / hz
@@ -179,7 +164,7 @@ fn write_prompt(path: &Path) {
 
 fn start_denwa(bin: &Path, dir: &Path, port: u16) -> Child {
     let config = format!(
-        "[sip]\nlisten = \"127.0.0.1:{port}\"\nrtp_ports = \"20000-39999\"\n[prompts]\ndir = \".\"\n\
+        "[sip]\nlisten = \"127.0.0.1:{port}\"\nrtp_ports = \"20000-39999\"\ntrusted_sources = [\"127.0.0.1\"]\n[prompts]\ndir = \".\"\n\
 [records]\ncall_log = \"calls.jsonl\"\n[numbers.bench]\nnumber = \"0501119999\"\n[[numbers.bench.rules]]\nannounce = \"five.wav\"\n"
     );
     std::fs::write(dir.join("bench.toml"), config).unwrap();
@@ -206,16 +191,7 @@ struct SippResult {
 /// Capture the SIP port (never RTP) while the calls run.
 fn start_capture(dir: &Path, port: u16) -> Option<Child> {
     let child = Command::new("dumpcap")
-        .args([
-            "-q",
-            "-i",
-            "lo",
-            "-f",
-            &format!("udp port {port}"),
-            "-B",
-            "64",
-            "-w",
-        ])
+        .args(["-q", "-i", "lo", "-f", &format!("udp port {port}"), "-B", "64", "-w"])
         .arg(dir.join("sip.pcapng"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -229,9 +205,7 @@ fn start_capture(dir: &Path, port: u16) -> Option<Child> {
 /// INVITE → 200 OK latency per call, in ms, from the capture.
 fn latencies_from_capture(dir: &Path, mut capture: Child) -> Vec<f64> {
     std::thread::sleep(Duration::from_millis(500));
-    let _ = Command::new("kill")
-        .args(["-INT", &capture.id().to_string()])
-        .status();
+    let _ = Command::new("kill").args(["-INT", &capture.id().to_string()]).status();
     let _ = capture.wait();
     let out = Command::new("tshark")
         .arg("-r")
@@ -263,10 +237,7 @@ fn latencies_from_capture(dir: &Path, mut capture: Child) -> Vec<f64> {
         let (Some(t), Some(id)) = (f.first().and_then(|t| t.parse::<f64>().ok()), f.get(1)) else {
             continue;
         };
-        match (
-            f.get(2).copied().unwrap_or(""),
-            f.get(3).copied().unwrap_or(""),
-        ) {
+        match (f.get(2).copied().unwrap_or(""), f.get(3).copied().unwrap_or("")) {
             ("INVITE", _) => {
                 invites.entry(id.to_string()).or_insert(t);
             }
@@ -289,14 +260,7 @@ fn column(header: &[&str], row: &[&str], name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn run_sipp(
-    dir: &Path,
-    port: u16,
-    rate: u32,
-    calls: u32,
-    seconds: u32,
-    rtp_port: u16,
-) -> SippResult {
+fn run_sipp(dir: &Path, port: u16, rate: u32, calls: u32, seconds: u32, rtp_port: u16) -> SippResult {
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/announce.xml");
     let mut child = Command::new("sipp")
         .arg(format!("127.0.0.1:{port}"))
@@ -322,12 +286,7 @@ fn run_sipp(
             "codec_name",
             "PCMU",
         ])
-        .args([
-            "-timeout",
-            &format!("{}s", seconds + 40),
-            "-max_socket",
-            "1000",
-        ])
+        .args(["-timeout", &format!("{}s", seconds + 40), "-max_socket", "1000"])
         .args(["-trace_stat", "-stf", "stat.csv", "-fd", "1"])
         .current_dir(dir)
         .stdout(Stdio::null())
@@ -397,11 +356,7 @@ fn main() {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         write_prompt(&dir.join("five.wav"));
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut denwa = start_denwa(&args.denwa, &dir, port);
         let pid = denwa.id();
         let rss_idle = status_kib(pid, "VmRSS:");
@@ -413,9 +368,7 @@ fn main() {
         let capture = start_capture(&dir, port);
         let started = Instant::now();
         let sipp = run_sipp(&dir, port, rate, calls, args.seconds, rtp_port);
-        let mut lat = capture
-            .map(|c| latencies_from_capture(&dir, c))
-            .unwrap_or_default();
+        let mut lat = capture.map(|c| latencies_from_capture(&dir, c)).unwrap_or_default();
         std::thread::sleep(Duration::from_millis(500));
         stop.store(true, Ordering::Relaxed);
         let gaps = sink.join().unwrap();
@@ -427,20 +380,12 @@ fn main() {
             .unwrap_or_default()
             .split("retransmissions_sent: ")
             .nth(1)
-            .and_then(|s| {
-                s.split(|c: char| !c.is_ascii_digit())
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
+            .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u64>().ok())
             .unwrap_or(0);
 
         lat.sort_by(|a, b| a.total_cmp(b));
         let mean = lat.iter().sum::<f64>() / lat.len().max(1) as f64;
-        let p99 = lat
-            .get((lat.len() as f64 * 0.99) as usize)
-            .copied()
-            .unwrap_or(f64::NAN);
+        let p99 = lat.get((lat.len() as f64 * 0.99) as usize).copied().unwrap_or(f64::NAN);
         let done = (sipp.ok + sipp.failed).max(1) as f64;
         println!(
             "{:>5} {:>6} {:>6} {:>7} {:>6} {:>7.2}ms {:>7.2}ms {:>6.2}ms {:>6.2}ms {:>6}MiB {:>8.1} {:>6.2}ms {:>6.3}ms {:>6.1}ms {:>7} {:>8}",

@@ -14,15 +14,15 @@ use jiff::Timestamp;
 use tracing::{debug, info, warn};
 
 use crate::call::{Call, CallRecord, Dialog, HungUpBy, Phase};
+use crate::config::IpRange;
 use crate::policy::{Action, CallFacts, Decision, Policy};
 use crate::sip::message::{self, Incoming, Method, Request, Response, ResponseBuilder};
+use crate::sip::register::{RegAction, RegEvent, RegState, RegStatus, Registration, RegistrationConfig};
 use crate::sip::sdp::{self, Codec, SdpError, SessionDescription};
-use crate::sip::transaction::{
-    ClientNonInvite, ServerInvite, ServerNonInvite, TimerOutcome, Timers, Wire,
-};
+use crate::sip::transaction::{ClientNonInvite, ServerInvite, ServerNonInvite, TimerOutcome, Timers, Wire};
 
 /// Methods we answer; everything else gets 405 with this list.
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE";
 /// Extensions we understand (none yet that a peer can require of us).
 pub const SUPPORTED: &str = "";
 
@@ -41,6 +41,10 @@ pub struct EngineConfig {
     pub sip_port: u16,
     pub user_agent: String,
     pub timers: Timers,
+    /// Who may deliver calls besides the registrars of our numbers.
+    pub trusted: Vec<IpRange>,
+    /// CRLF keep-alive towards each registrar while registered (zero: off).
+    pub keepalive: std::time::Duration,
 }
 
 /// Start streaming a prompt on an RTP port.
@@ -80,6 +84,15 @@ enum TimerKey {
     OtherTx(String),
     ClientTx(String),
     Call(String),
+    Registration(usize),
+    Keepalive(usize),
+}
+
+/// Who started a client transaction.
+#[derive(Debug, Clone)]
+enum TxOwner {
+    Call(String),
+    Registration(usize),
 }
 
 struct InviteTxEntry {
@@ -91,7 +104,7 @@ struct InviteTxEntry {
 
 struct ClientTxEntry {
     tx: ClientNonInvite,
-    call_id: String,
+    owner: TxOwner,
     dest: SocketAddr,
 }
 
@@ -102,6 +115,8 @@ pub struct Stats {
     pub retransmissions_sent: u64,
     pub dropped_unparseable: u64,
     pub answered_400: u64,
+    /// Requests refused or ignored because their source is not trusted.
+    pub untrusted_refused: u64,
 }
 
 pub struct Engine {
@@ -121,16 +136,16 @@ pub struct Engine {
     next_timer_id: u64,
     out: VecDeque<Output>,
     rng: u64,
+    registrations: Vec<Registration>,
+    /// Our unguessable Contact user per registered number → its line.
+    contact_users: HashMap<String, String>,
+    /// Set when a registration changed state; the shell rewrites the status file.
+    pub status_changed: bool,
     pub stats: Stats,
 }
 
 impl Engine {
-    pub fn new(
-        cfg: EngineConfig,
-        policy: Arc<Policy>,
-        ports: Box<dyn PortAllocator>,
-        seed: u64,
-    ) -> Self {
+    pub fn new(cfg: EngineConfig, policy: Arc<Policy>, ports: Box<dyn PortAllocator>, seed: u64) -> Self {
         Engine {
             cfg,
             policy,
@@ -146,8 +161,97 @@ impl Engine {
             next_timer_id: 0,
             out: VecDeque::new(),
             rng: seed | 1,
+            registrations: Vec::new(),
+            contact_users: HashMap::new(),
+            status_changed: false,
             stats: Stats::default(),
         }
+    }
+
+    /// Register a number with its provider (call before [`start`](Self::start)).
+    pub fn add_registration(&mut self, cfg: RegistrationConfig, wall: Timestamp) {
+        self.contact_users.insert(cfg.contact_user.clone(), cfg.line.clone());
+        let seed = self.random();
+        self.registrations.push(Registration::new(cfg, seed, wall));
+    }
+
+    /// Send the first REGISTER of every number.
+    pub fn start(&mut self, now: Now) {
+        for i in 0..self.registrations.len() {
+            let action = self.registrations[i].start(now.wall);
+            self.after_registration(now, i, action);
+        }
+    }
+
+    /// Clean shutdown: remove every binding at the provider.
+    pub fn unregister_all(&mut self, now: Now) {
+        for i in 0..self.registrations.len() {
+            if let Some(action) = self.registrations[i].unregister() {
+                self.after_registration(now, i, action);
+            }
+        }
+    }
+
+    /// True while an un-REGISTER is still waiting for its answer.
+    pub fn unregistering(&self) -> bool {
+        self.client_txs.values().any(|e| {
+            matches!(e.owner, TxOwner::Registration(_)) && !e.tx.is_completed() && e.tx.poll_timeout().is_some()
+        })
+    }
+
+    pub fn registration_status(&self, now: Instant) -> Vec<RegStatus> {
+        self.registrations.iter().map(|r| r.status(now)).collect()
+    }
+
+    /// Send what a registration asked for, arm its timers, and log what changed.
+    fn after_registration(&mut self, now: Now, i: usize, action: RegAction) {
+        if let RegAction::Send { request, branch } = action {
+            let dest = self.registrations[i].cfg.destination;
+            let wire: Wire = request.into_bytes().into();
+            self.transmit(dest, wire.clone());
+            let tx = ClientNonInvite::new(wire, self.cfg.timers, now.at);
+            let at = tx.poll_timeout();
+            self.client_txs.insert(
+                branch.clone(),
+                ClientTxEntry {
+                    tx,
+                    owner: TxOwner::Registration(i),
+                    dest,
+                },
+            );
+            self.arm(TimerKey::ClientTx(branch), at);
+        }
+        let events = std::mem::take(&mut self.registrations[i].events);
+        let (line, registrar) = (
+            self.registrations[i].cfg.line.clone(),
+            self.registrations[i].cfg.destination,
+        );
+        for event in events {
+            self.status_changed = true;
+            match event {
+                RegEvent::Registered { expires } => {
+                    info!(%line, %registrar, expires, "registered with the provider");
+                    if !self.cfg.keepalive.is_zero() {
+                        let at = now.at + self.cfg.keepalive;
+                        self.arm(TimerKey::Keepalive(i), Some(at));
+                    }
+                }
+                RegEvent::Failed { error, retry_in } => {
+                    warn!(%line, %registrar, %error, retry_in_s = retry_in.as_secs(), "registration failed");
+                }
+                RegEvent::ContactChanged { from, to } => {
+                    info!(%line, %from, %to, "the provider sees us at another address (NAT): registering that");
+                }
+            }
+        }
+        let at = self.registrations[i].poll_timeout();
+        self.arm(TimerKey::Registration(i), at);
+    }
+
+    /// May this source deliver calls? Our registrars and the configured ranges.
+    fn trusted(&self, source: SocketAddr) -> bool {
+        self.cfg.trusted.iter().any(|r| r.contains(source.ip()))
+            || self.registrations.iter().any(|r| r.cfg.destination.ip() == source.ip())
     }
 
     /// Swap in a new policy; calls in progress keep the action they started with.
@@ -202,18 +306,11 @@ impl Engine {
                 self.stats.dropped_unparseable += 1;
                 debug!(%source, reason = %e, "dropped unparseable datagram");
             }
-            Ok(Incoming::Invalid {
-                msg,
-                status,
-                reason,
-            }) => {
+            Ok(Incoming::Invalid { msg, status, reason }) => {
                 self.stats.answered_400 += 1;
                 debug!(%source, %reason, "invalid request");
                 let wire = ResponseBuilder::new(&msg, source, status, "Bad Request", None)
-                    .header(
-                        "Warning",
-                        &format!("399 denwa \"{}\"", reason.replace('"', "'")),
-                    )
+                    .header("Warning", &format!("399 denwa \"{}\"", reason.replace('"', "'")))
                     .header("Server", &self.cfg.user_agent)
                     .build();
                 self.transmit(source, wire.into());
@@ -259,8 +356,8 @@ impl Engine {
     }
 
     fn simple_non_invite(&mut self, now: Now, req: &Request, code: u16, reason: &str) {
-        let mut b = ResponseBuilder::new(&req.msg, req.source, code, reason, None)
-            .header("Server", &self.cfg.user_agent);
+        let mut b =
+            ResponseBuilder::new(&req.msg, req.source, code, reason, None).header("Server", &self.cfg.user_agent);
         if code == 405 {
             b = b.header("Allow", ALLOW);
         }
@@ -268,6 +365,34 @@ impl Engine {
     }
 
     fn on_request(&mut self, now: Now, req: Request) {
+        if !self.trusted(req.source) && !self.calls.contains_key(&req.call_id) {
+            // A scanner, or a call that did not come through the provider.
+            // INVITEs get a plain 403 whatever the number (no enumeration,
+            // and never a call); anything else gets nothing at all.
+            self.stats.untrusted_refused += 1;
+            if req.method == Method::Invite {
+                let key = Self::tx_key(&req);
+                if let Some(entry) = self.invite_txs.get(&key) {
+                    if let Some(wire) = entry.tx.on_retransmitted_invite() {
+                        self.transmit(req.source, wire);
+                    }
+                    return;
+                }
+                info!(source = %req.source, dialled = req.uri_user.as_deref().unwrap_or(""), "refused a call from an untrusted source (403)");
+                self.invite_txs.insert(
+                    key.clone(),
+                    InviteTxEntry {
+                        tx: ServerInvite::new(self.cfg.timers),
+                        call_id: None,
+                        dest: req.source,
+                    },
+                );
+                self.reject_invite(now, &req, &key, 403, "Forbidden");
+            } else {
+                debug!(source = %req.source, method = %req.method, "ignored a request from an untrusted source");
+            }
+            return;
+        }
         if req.method != Method::Invite && req.method != Method::Ack {
             let key = format!("{}|{}", Self::tx_key(&req), req.method);
             if let Some(tx) = self.other_txs.get(&key) {
@@ -283,6 +408,7 @@ impl Engine {
             Method::Ack => self.on_ack(now, req),
             Method::Cancel => self.on_cancel(now, req),
             Method::Bye => self.on_bye(now, req),
+            Method::Update if self.calls.contains_key(&req.call_id) => self.on_update(now, req),
             Method::Options => {
                 let wire = ResponseBuilder::new(&req.msg, req.source, 200, "OK", None)
                     .header("Allow", ALLOW)
@@ -325,16 +451,10 @@ impl Engine {
             return;
         }
         if let Some(require) = req.msg.header("Require").filter(|r| !r.trim().is_empty()) {
-            let wire = ResponseBuilder::new(
-                &req.msg,
-                req.source,
-                420,
-                "Bad Extension",
-                Some(&self.token()),
-            )
-            .header("Unsupported", require)
-            .header("Server", &self.cfg.user_agent)
-            .build();
+            let wire = ResponseBuilder::new(&req.msg, req.source, 420, "Bad Extension", Some(&self.token()))
+                .header("Unsupported", require)
+                .header("Server", &self.cfg.user_agent)
+                .build();
             self.finish_invite_tx(now, &key, req.source, 420, wire.into());
             return;
         }
@@ -344,21 +464,30 @@ impl Engine {
             return;
         }
 
-        let dialled = req
-            .uri_user
-            .clone()
-            .or_else(|| {
-                req.msg
-                    .header("To")
-                    .and_then(|t| message::uri_user(message::uri_of(t)))
-            })
-            .unwrap_or_default();
+        // Which number: our registered Contact user (what the provider puts in
+        // the Request-URI), else the number or line name, else the To user.
+        let ruri_user = req.uri_user.clone().unwrap_or_default();
+        let to_user = req.msg.header("To").and_then(|t| message::uri_user(message::uri_of(t)));
+        let (dialled, lookup) = match self.contact_users.get(&ruri_user) {
+            Some(line) => (to_user.clone().unwrap_or_else(|| line.clone()), line.clone()),
+            None if self.policy.line_for(&ruri_user).is_some() => (ruri_user.clone(), ruri_user.clone()),
+            None => {
+                let to = to_user.unwrap_or_default();
+                (
+                    if ruri_user.is_empty() {
+                        to.clone()
+                    } else {
+                        ruri_user.clone()
+                    },
+                    to,
+                )
+            }
+        };
         let from = req.msg.header("From").unwrap_or_default().to_string();
-        let caller =
-            message::uri_user(message::uri_of(&from)).unwrap_or_else(|| "anonymous".into());
+        let caller = message::uri_user(message::uri_of(&from)).unwrap_or_else(|| "anonymous".into());
         let caller_name = message::display_name(&from);
         let decision = self.policy.decide(&CallFacts {
-            dialled: &dialled,
+            dialled: &lookup,
             caller: &caller,
             arrived_at: now.wall,
         });
@@ -381,16 +510,10 @@ impl Engine {
         let offer = if req.msg.body.is_empty() {
             None
         } else if !ctype.to_ascii_lowercase().starts_with("application/sdp") {
-            let wire = ResponseBuilder::new(
-                &req.msg,
-                req.source,
-                415,
-                "Unsupported Media Type",
-                Some(&self.token()),
-            )
-            .header("Accept", "application/sdp")
-            .header("Server", &self.cfg.user_agent)
-            .build();
+            let wire = ResponseBuilder::new(&req.msg, req.source, 415, "Unsupported Media Type", Some(&self.token()))
+                .header("Accept", "application/sdp")
+                .header("Server", &self.cfg.user_agent)
+                .build();
             self.finish_invite_tx(now, &key, req.source, 415, wire.into());
             return;
         } else {
@@ -541,20 +664,14 @@ impl Engine {
         };
         call.phase = Phase::Answered;
         call.record.answered_at = Some(now.wall);
-        let wire: Wire = ResponseBuilder::new(
-            &req.msg,
-            req.source,
-            200,
-            "OK",
-            Some(&call.dialog.local_tag),
-        )
-        .header("Contact", &contact)
-        .header("Allow", ALLOW)
-        .header("Supported", SUPPORTED)
-        .header("Server", &self.cfg.user_agent)
-        .body("application/sdp", call.local_sdp.clone().into_bytes())
-        .build()
-        .into();
+        let wire: Wire = ResponseBuilder::new(&req.msg, req.source, 200, "OK", Some(&call.dialog.local_tag))
+            .header("Contact", &contact)
+            .header("Allow", ALLOW)
+            .header("Supported", SUPPORTED)
+            .header("Server", &self.cfg.user_agent)
+            .body("application/sdp", call.local_sdp.clone().into_bytes())
+            .build()
+            .into();
         let key = call.invite_tx.clone();
         let to = req.source;
         self.transmit(to, wire.clone());
@@ -567,11 +684,7 @@ impl Engine {
     }
 
     fn start_media(&mut self, call_id: &str) {
-        let (ssrc, seq, ts) = (
-            self.random() as u32,
-            self.random() as u16,
-            self.random() as u32,
-        );
+        let (ssrc, seq, ts) = (self.random() as u32, self.random() as u16, self.random() as u32);
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
@@ -623,21 +736,10 @@ impl Engine {
         self.finish_invite_tx(now, key, req.source, code, wire.into());
     }
 
-    fn reject_invite_warning(
-        &mut self,
-        now: Now,
-        req: &Request,
-        key: &str,
-        code: u16,
-        reason: &str,
-        warning: &str,
-    ) {
+    fn reject_invite_warning(&mut self, now: Now, req: &Request, key: &str, code: u16, reason: &str, warning: &str) {
         let tag = self.token();
         let wire = ResponseBuilder::new(&req.msg, req.source, code, reason, Some(&tag))
-            .header(
-                "Warning",
-                &format!("399 denwa \"{}\"", warning.replace('"', "'")),
-            )
+            .header("Warning", &format!("399 denwa \"{}\"", warning.replace('"', "'")))
             .header("Server", &self.cfg.user_agent)
             .build();
         self.finish_invite_tx(now, key, req.source, code, wire.into());
@@ -649,17 +751,14 @@ impl Engine {
             self.reject_invite(now, &req, &key, 481, "Call/Transaction Does Not Exist");
             return;
         };
-        if req.to_tag.as_deref() != Some(call.dialog.local_tag.as_str())
-            || call.phase != Phase::Answered
-        {
+        if req.to_tag.as_deref() != Some(call.dialog.local_tag.as_str()) || call.phase != Phase::Answered {
             self.reject_invite(now, &req, &key, 481, "Call/Transaction Does Not Exist");
             return;
         }
         if req.cseq <= call.dialog.remote_cseq {
-            let wire =
-                ResponseBuilder::new(&req.msg, req.source, 500, "Server Internal Error", None)
-                    .header("Retry-After", "1")
-                    .build();
+            let wire = ResponseBuilder::new(&req.msg, req.source, 500, "Server Internal Error", None)
+                .header("Retry-After", "1")
+                .build();
             self.finish_invite_tx(now, &key, req.source, 500, wire.into());
             return;
         }
@@ -699,9 +798,7 @@ impl Engine {
             debug!(call_id = %req.call_id, "ACK for no call: ignored");
             return;
         };
-        if req.cseq != call.invite_cseq
-            || req.to_tag.as_deref() != Some(call.dialog.local_tag.as_str())
-        {
+        if req.cseq != call.invite_cseq || req.to_tag.as_deref() != Some(call.dialog.local_tag.as_str()) {
             debug!(call_id = %req.call_id, "ACK does not match the INVITE: ignored");
             return;
         }
@@ -727,11 +824,7 @@ impl Engine {
                 }
                 Err(e) => {
                     info!(call_id = %req.call_id, error = %e, "ACK carried no usable SDP answer; hanging up");
-                    self.send_bye(
-                        now,
-                        &req.call_id,
-                        Some(format!("bad SDP answer in ACK: {e}")),
-                    );
+                    self.send_bye(now, &req.call_id, Some(format!("bad SDP answer in ACK: {e}")));
                 }
             }
         }
@@ -756,15 +849,9 @@ impl Engine {
             return;
         };
         let tag = self.calls.get(&call_id).map(|c| c.dialog.local_tag.clone());
-        let wire = ResponseBuilder::new(
-            &invite.msg,
-            invite.source,
-            487,
-            "Request Terminated",
-            tag.as_deref(),
-        )
-        .header("Server", &self.cfg.user_agent)
-        .build();
+        let wire = ResponseBuilder::new(&invite.msg, invite.source, 487, "Request Terminated", tag.as_deref())
+            .header("Server", &self.cfg.user_agent)
+            .build();
         self.finish_invite_tx(now, &key, invite.source, 487, wire.into());
         info!(call_id = %call_id, "caller cancelled before answer");
         self.end_call(now, &call_id, Some(HungUpBy::Caller), 487, None);
@@ -781,23 +868,12 @@ impl Engine {
         }
         self.simple_non_invite(now, &req, 200, "OK");
         let call = &self.calls[&req.call_id];
-        let status = if call.record.answered_at.is_some() {
-            200
-        } else {
-            487
-        };
+        let status = if call.record.answered_at.is_some() { 200 } else { 487 };
         if let Some(invite) = self.pending_invites.remove(&req.call_id) {
             // BYE during ringing (some UAs do it instead of CANCEL).
             let tag = call.dialog.local_tag.clone();
             let key = call.invite_tx.clone();
-            let wire = ResponseBuilder::new(
-                &invite.msg,
-                invite.source,
-                487,
-                "Request Terminated",
-                Some(&tag),
-            )
-            .build();
+            let wire = ResponseBuilder::new(&invite.msg, invite.source, 487, "Request Terminated", Some(&tag)).build();
             self.finish_invite_tx(now, &key, invite.source, 487, wire.into());
         }
         info!(call_id = %req.call_id, "caller hung up");
@@ -809,30 +885,51 @@ impl Engine {
             debug!(call_id = %resp.call_id, code = resp.code, "stray response ignored");
             return;
         };
-        if resp.cseq_method != Method::Bye {
-            return;
-        }
         let Some(code) = entry.tx.on_response(resp.code, now.at) else {
             return;
         };
-        let call_id = entry.call_id.clone();
+        let owner = entry.owner.clone();
         let at = entry.tx.poll_timeout();
         self.arm(TimerKey::ClientTx(resp.branch.clone()), at);
-        if code >= 300 {
-            debug!(%call_id, code, "BYE answered with an error; the call is over anyway");
+        match owner {
+            TxOwner::Call(call_id) => {
+                if code >= 300 {
+                    debug!(%call_id, code, "BYE answered with an error; the call is over anyway");
+                }
+                self.finish_hangup(now, &call_id);
+            }
+            TxOwner::Registration(i) => {
+                let action = self.registrations[i].on_response(&resp, now.at, now.wall);
+                self.status_changed = true;
+                self.after_registration(now, i, action);
+            }
         }
-        self.finish_hangup(now, &call_id);
+    }
+
+    /// UPDATE inside a dialog (RFC 3311): a session refresh, with or without
+    /// an offer; we keep our media as it is and answer with our SDP.
+    fn on_update(&mut self, now: Now, req: Request) {
+        let Some(call) = self.calls.get(&req.call_id) else {
+            return;
+        };
+        if req.to_tag.as_deref() != Some(call.dialog.local_tag.as_str()) {
+            self.simple_non_invite(now, &req, 481, "Call/Transaction Does Not Exist");
+            return;
+        }
+        let mut b = ResponseBuilder::new(&req.msg, req.source, 200, "OK", None)
+            .header("Contact", &self.contact(&call.record.line))
+            .header("Server", &self.cfg.user_agent);
+        if !req.msg.body.is_empty() {
+            b = b.body("application/sdp", call.local_sdp.clone().into_bytes());
+        }
+        self.respond_non_invite(now, &req, b.build().into());
     }
 
     // ----- input: media and timers -----------------------------------------
 
     /// The prompt finished playing on this call: hang up.
     pub fn handle_media_finished(&mut self, now: Now, call_id: &str) {
-        if self
-            .calls
-            .get(call_id)
-            .is_some_and(|c| c.phase == Phase::Answered)
-        {
+        if self.calls.get(call_id).is_some_and(|c| c.phase == Phase::Answered) {
             self.send_bye(now, call_id, None);
         }
     }
@@ -872,9 +969,7 @@ impl Engine {
                     }
                     Some(TimerOutcome::AckTimeout) => {
                         self.invite_txs.remove(&k);
-                        if let Some(c) =
-                            call_id.filter(|c| self.calls.get(c).is_some_and(|c| c.invite_tx == k))
-                        {
+                        if let Some(c) = call_id.filter(|c| self.calls.get(c).is_some_and(|c| c.invite_tx == k)) {
                             warn!(call_id = %c, "no ACK for our 200 OK within 64*T1: hanging up");
                             self.send_bye(now, &c, Some("no ACK for 200 OK".into()));
                         }
@@ -901,7 +996,7 @@ impl Engine {
                 }
                 let outcome = entry.tx.handle_timeout(now.at);
                 let next = entry.tx.poll_timeout();
-                let (dest, call_id) = (entry.dest, entry.call_id.clone());
+                let (dest, owner) = (entry.dest, entry.owner.clone());
                 match outcome {
                     Some(TimerOutcome::Retransmit(wire)) => {
                         self.stats.retransmissions_sent += 1;
@@ -910,13 +1005,39 @@ impl Engine {
                     }
                     Some(TimerOutcome::RequestTimeout) => {
                         self.client_txs.remove(&branch);
-                        warn!(%call_id, "BYE got no response (Timer F); the call is over anyway");
-                        self.finish_hangup(now, &call_id);
+                        match owner {
+                            TxOwner::Call(call_id) => {
+                                warn!(%call_id, "BYE got no response (Timer F); the call is over anyway");
+                                self.finish_hangup(now, &call_id);
+                            }
+                            TxOwner::Registration(i) => {
+                                self.registrations[i].on_timeout(now.at, now.wall);
+                                self.status_changed = true;
+                                self.after_registration(now, i, RegAction::Wait);
+                            }
+                        }
                     }
                     Some(_) => {
                         self.client_txs.remove(&branch);
                     }
                     None => self.arm(TimerKey::ClientTx(branch), next),
+                }
+            }
+            TimerKey::Registration(i) => {
+                if self.registrations[i].poll_timeout().is_some_and(|t| t <= now.at) {
+                    let action = self.registrations[i].handle_timeout(now.at, now.wall);
+                    self.status_changed = true;
+                    self.after_registration(now, i, action);
+                }
+            }
+            TimerKey::Keepalive(i) => {
+                // RFC 5626 §4.4.1 CRLF keep-alive keeps the NAT binding open
+                // so the provider can reach us with calls.
+                if self.registrations[i].state() == RegState::Registered {
+                    let dest = self.registrations[i].cfg.destination;
+                    self.transmit(dest, Arc::from(&b"\r\n\r\n"[..]));
+                    let at = now.at + self.cfg.keepalive;
+                    self.arm(TimerKey::Keepalive(i), Some(at));
                 }
             }
             TimerKey::Call(call_id) => {
@@ -933,11 +1054,7 @@ impl Engine {
 
     fn flush_hangups(&mut self, now: Now) {
         while let Some(call_id) = self.hang_up_soon.pop() {
-            self.send_bye(
-                now,
-                &call_id,
-                Some("caller accepts no audio from us".into()),
-            );
+            self.send_bye(now, &call_id, Some("caller accepts no audio from us".into()));
         }
     }
 
@@ -950,16 +1067,10 @@ impl Engine {
             if let Some(invite) = self.pending_invites.remove(&id) {
                 let call = &self.calls[&id];
                 let (key, tag) = (call.invite_tx.clone(), call.dialog.local_tag.clone());
-                let wire = ResponseBuilder::new(
-                    &invite.msg,
-                    invite.source,
-                    503,
-                    "Service Unavailable",
-                    Some(&tag),
-                )
-                .header("Retry-After", "30")
-                .header("Server", &self.cfg.user_agent)
-                .build();
+                let wire = ResponseBuilder::new(&invite.msg, invite.source, 503, "Service Unavailable", Some(&tag))
+                    .header("Retry-After", "30")
+                    .header("Server", &self.cfg.user_agent)
+                    .build();
                 self.finish_invite_tx(now, &key, invite.source, 503, wire.into());
                 self.end_call(now, &id, Some(HungUpBy::Denwa), 503, None);
             } else {
@@ -971,9 +1082,7 @@ impl Engine {
     /// Where an in-dialog request goes: the first loose route, else the remote target.
     fn in_dialog_destination(dialog: &Dialog, fallback: SocketAddr) -> SocketAddr {
         let uri = match dialog.route_set.first() {
-            Some(route) if message::has_param(message::uri_of(route), "lr") => {
-                message::uri_of(route)
-            }
+            Some(route) if message::has_param(message::uri_of(route), "lr") => message::uri_of(route),
             _ => dialog.remote_target.as_str(),
         };
         host_port(uri).unwrap_or(fallback)
@@ -1004,8 +1113,7 @@ impl Engine {
             text.push_str(&format!("Route: {route}\r\n"));
         }
         let to = &d.remote_uri;
-        let from = if message::param(d.local_uri.rsplit('>').next().unwrap_or(""), "tag").is_some()
-        {
+        let from = if message::param(d.local_uri.rsplit('>').next().unwrap_or(""), "tag").is_some() {
             d.local_uri.clone()
         } else {
             format!("{};tag={}", d.local_uri, d.local_tag)
@@ -1026,7 +1134,7 @@ impl Engine {
             branch.clone(),
             ClientTxEntry {
                 tx,
-                call_id: call_id.to_string(),
+                owner: TxOwner::Call(call_id.to_string()),
                 dest,
             },
         );
@@ -1035,24 +1143,13 @@ impl Engine {
 
     /// Our BYE is answered (or timed out): the call is over.
     fn finish_hangup(&mut self, now: Now, call_id: &str) {
-        if self
-            .calls
-            .get(call_id)
-            .is_some_and(|c| c.phase == Phase::HangingUp)
-        {
+        if self.calls.get(call_id).is_some_and(|c| c.phase == Phase::HangingUp) {
             let ended = self.calls[call_id].record.ended_at;
             self.end_call(now, call_id, None, 200, ended);
         }
     }
 
-    fn end_call(
-        &mut self,
-        now: Now,
-        call_id: &str,
-        by: Option<HungUpBy>,
-        status: u16,
-        ended_at: Option<Timestamp>,
-    ) {
+    fn end_call(&mut self, now: Now, call_id: &str, by: Option<HungUpBy>, status: u16, ended_at: Option<Timestamp>) {
         let Some(mut call) = self.calls.remove(call_id) else {
             return;
         };
@@ -1063,9 +1160,7 @@ impl Engine {
         call.record.ended_at = Some(ended_at.unwrap_or(now.wall));
         call.record.final_status = status;
         if call.phase != Phase::HangingUp {
-            self.out.push_back(Output::StopMedia {
-                port: call.rtp_port,
-            });
+            self.out.push_back(Output::StopMedia { port: call.rtp_port });
         }
         self.ports.release(call.rtp_port);
         self.out.push_back(Output::CallEnded(call.record));
@@ -1080,9 +1175,7 @@ fn host_port(uri: &str) -> Option<SocketAddr> {
     let hostport = hostport.split([';', '?']).next()?;
     if let Some(v6) = hostport.strip_prefix('[') {
         let (ip, port) = v6.split_once(']')?;
-        let port = port
-            .strip_prefix(':')
-            .map_or(Some(5060), |p| p.parse().ok())?;
+        let port = port.strip_prefix(':').map_or(Some(5060), |p| p.parse().ok())?;
         return Some(SocketAddr::new(ip.parse().ok()?, port));
     }
     let (host, port) = hostport

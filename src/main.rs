@@ -8,11 +8,7 @@ use denwa::config;
 use denwa::policy::Action;
 
 #[derive(Parser)]
-#[command(
-    name = "denwa",
-    version,
-    about = "SIP call routing for a small shop's phone numbers"
-)]
+#[command(name = "denwa", version, about = "SIP call routing for a small shop's phone numbers")]
 struct Cli {
     /// Log format for `run`.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -39,6 +35,72 @@ enum Command {
         #[arg(long, default_value = "config/shop.toml")]
         config: PathBuf,
     },
+    /// Show what the running denwa reports: each number's registration.
+    Status {
+        #[arg(long, default_value = "config/shop.toml")]
+        config: PathBuf,
+    },
+}
+
+fn status(path: &std::path::Path) -> ExitCode {
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let file = &config.settings.status_file;
+    let status: denwa::server::StatusFile = match std::fs::read(file)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "no status at {} ({e}): is denwa running with this config?",
+                file.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let age = jiff::Timestamp::now().duration_since(status.updated_at).as_secs();
+    println!(
+        "denwa pid {} on {}: {} call(s) in progress; reported {age} s ago{}",
+        status.pid,
+        status.listen,
+        status.active_calls,
+        if age > 30 {
+            " (STALE: denwa may have stopped)"
+        } else {
+            ""
+        }
+    );
+    if status.registrations.is_empty() {
+        println!("no numbers register with a provider");
+    }
+    for r in &status.registrations {
+        let text = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let secs = |k: &str| r.get(k).and_then(|v| v.as_u64());
+        let mut line = format!(
+            "{:<10} {:<12} {:<12} since {}",
+            text("line"),
+            text("user"),
+            text("state"),
+            text("since")
+        );
+        if let Some(s) = secs("expires_in_s") {
+            line.push_str(&format!(", expires in {s} s"));
+        }
+        if let Some(s) = secs("next_attempt_in_s") {
+            line.push_str(&format!(", next REGISTER in {s} s"));
+        }
+        if r.get("last_error").is_some_and(|e| !e.is_null()) {
+            line.push_str(&format!(", last error: {}", text("last_error")));
+        }
+        println!("{line}");
+    }
+    ExitCode::SUCCESS
 }
 
 fn init_logging(format: LogFormat) {
@@ -56,11 +118,7 @@ fn init_logging(format: LogFormat) {
 fn check(path: &std::path::Path) -> ExitCode {
     match config::load(path) {
         Ok(c) => {
-            println!(
-                "ok: {} ({} numbers)",
-                path.display(),
-                c.policy.numbers.len()
-            );
+            println!("ok: {} ({} numbers)", path.display(), c.policy.numbers.len());
             for n in c.policy.numbers.values() {
                 let actions: Vec<String> = n
                     .rules
@@ -68,11 +126,7 @@ fn check(path: &std::path::Path) -> ExitCode {
                     .map(|r| match &r.action {
                         Action::Announce { prompt, repeat, .. } => format!(
                             "announce {} ({:.1} s{})",
-                            prompt
-                                .path
-                                .file_name()
-                                .unwrap_or_default()
-                                .to_string_lossy(),
+                            prompt.path.file_name().unwrap_or_default().to_string_lossy(),
                             prompt.duration().as_secs_f64(),
                             if *repeat > 1 {
                                 format!(" x{repeat}")
@@ -106,6 +160,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::Status { config } => status(&config),
         Command::Run { config: path } => {
             init_logging(cli.log_format);
             let config = match config::load(&path) {
@@ -121,9 +176,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
             let result = runtime
                 .map_err(anyhow::Error::from)
                 .and_then(|rt| rt.block_on(denwa::server::run(config)));

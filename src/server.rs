@@ -16,6 +16,7 @@ use crate::call::CallRecord;
 use crate::config::{self, Config};
 use crate::engine::{Engine, EngineConfig, Now, Output, PortAllocator};
 use crate::media::player::{Player, PlayerCommand};
+use crate::sip::register::RegistrationConfig;
 use crate::sip::transaction::Timers;
 
 fn now() -> Now {
@@ -56,11 +57,7 @@ impl PortAllocator for RtpPorts {
         let mut table = self.sockets.lock().expect("socket table");
         for _ in 0..slots {
             let port = self.next;
-            self.next = if port + 2 > self.last {
-                self.first
-            } else {
-                port + 2
-            };
+            self.next = if port + 2 > self.last { self.first } else { port + 2 };
             if table.contains_key(&port) {
                 continue;
             }
@@ -122,8 +119,7 @@ fn raise_open_files_limit() {
     };
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
             limit.rlim_cur = limit.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
@@ -151,11 +147,37 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             sip_port: local.port(),
             user_agent: settings.user_agent.clone(),
             timers: Timers::default(),
+            trusted: settings.trusted.clone(),
+            keepalive: settings.keepalive,
         },
         config.policy.clone(),
         Box::new(ports),
         u64::from_le_bytes(seed),
     );
+    for reg in &settings.registrations {
+        // An unguessable Contact user: the provider's INVITEs carry it, a
+        // scanner dialling our IP cannot.
+        let mut token = [0u8; 10];
+        getrandom::fill(&mut token).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let contact_user = format!("dw-{}", token.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        engine.add_registration(
+            RegistrationConfig {
+                line: reg.line.clone(),
+                user: reg.user.clone(),
+                auth_user: reg.auth_user.clone(),
+                password: reg.password.clone(),
+                domain: reg.domain.clone(),
+                destination: reg.destination,
+                expires: reg.expires,
+                contact_user,
+                local: SocketAddr::new(settings.advertise, local.port()),
+                retry_max: reg.retry_max,
+                user_agent: settings.user_agent.clone(),
+            },
+            jiff::Timestamp::now(),
+        );
+    }
+    engine.start(now());
     info!(
         listen = %local,
         numbers = config.policy.numbers.len(),
@@ -170,6 +192,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut buf = vec![0u8; 65_536];
     let mut shutting_down: Option<Instant> = None;
+    let mut last_status = Instant::now();
+    write_status(&settings.status_file, &engine, local);
     loop {
         let deadline = engine.poll_timeout().map(tokio::time::Instant::from_std);
         let timer = async {
@@ -200,6 +224,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = terminate.recv(), if shutting_down.is_none() => shutting_down = Some(begin_shutdown(&mut engine)),
         }
         engine.handle_timeout(now());
+        if engine.status_changed || last_status.elapsed() >= STATUS_EVERY {
+            engine.status_changed = false;
+            last_status = Instant::now();
+            write_status(&settings.status_file, &engine, local);
+        }
         while let Some(output) = engine.poll_output() {
             match output {
                 Output::Transmit { to, data } => {
@@ -213,17 +242,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     }
                 }
                 Output::StartMedia(start) => {
-                    let socket = sockets
-                        .lock()
-                        .expect("socket table")
-                        .get(&start.port)
-                        .cloned();
+                    let socket = sockets.lock().expect("socket table").get(&start.port).cloned();
                     match socket {
                         Some(socket) => player.send(PlayerCommand::Start { socket, start }),
-                        None => warn!(
-                            port = start.port,
-                            "RTP socket vanished before media started"
-                        ),
+                        None => warn!(port = start.port, "RTP socket vanished before media started"),
                     }
                 }
                 Output::StopMedia { port } => player.send(PlayerCommand::Stop { port }),
@@ -240,8 +262,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         }
         if let Some(started) = shutting_down
-            && (engine.active_calls() == 0 || started.elapsed() > Duration::from_secs(3))
+            && ((engine.active_calls() == 0 && !engine.unregistering()) || started.elapsed() > Duration::from_secs(3))
         {
+            write_status(&settings.status_file, &engine, local);
             info!(stats = ?engine.stats, "denwa stopped");
             // Give the call-log thread a moment to write the last lines.
             drop(call_log);
@@ -251,13 +274,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
 }
 
-fn handle_datagram(
-    engine: &mut Engine,
-    settings: &config::Settings,
-    now: Now,
-    from: SocketAddr,
-    data: &[u8],
-) {
+fn handle_datagram(engine: &mut Engine, settings: &config::Settings, now: Now, from: SocketAddr, data: &[u8]) {
     if data.len() > settings.max_message_bytes {
         debug!(%from, bytes = data.len(), "dropped oversized datagram");
         return;
@@ -272,17 +289,56 @@ fn handle_datagram(
 fn begin_shutdown(engine: &mut Engine) -> Instant {
     info!(
         active = engine.active_calls(),
-        "shutting down: hanging up calls in progress"
+        "shutting down: hanging up calls, unregistering numbers"
     );
-    engine.hang_up_all(now());
+    let now = now();
+    engine.hang_up_all(now);
+    engine.unregister_all(now);
     Instant::now()
+}
+
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
+/// What `denwa status` reads.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct StatusFile {
+    pub updated_at: jiff::Timestamp,
+    pub pid: u32,
+    pub listen: SocketAddr,
+    pub active_calls: usize,
+    pub registrations: Vec<serde_json::Value>,
+}
+
+/// Written atomically (temp file + rename), so a reader never sees half.
+fn write_status(path: &Path, engine: &Engine, listen: SocketAddr) {
+    let status = StatusFile {
+        updated_at: jiff::Timestamp::now(),
+        pid: std::process::id(),
+        listen,
+        active_calls: engine.active_calls(),
+        registrations: engine
+            .registration_status(Instant::now())
+            .into_iter()
+            .map(|r| serde_json::to_value(r).expect("status serialises"))
+            .collect(),
+    };
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&status).expect("status serialises"))?;
+        std::fs::rename(&tmp, path)
+    };
+    if let Err(e) = write() {
+        debug!(path = %path.display(), error = %e, "cannot write the status file");
+    }
 }
 
 fn reload(engine: &mut Engine, path: &Path, running: &config::Settings) {
     match config::load(path) {
         Ok(new) => {
-            if new.settings.listen != running.listen || new.settings.rtp_ports != running.rtp_ports
-            {
+            if new.settings.listen != running.listen || new.settings.rtp_ports != running.rtp_ports {
                 warn!("sip.listen / sip.rtp_ports changed: they take effect after a restart");
             }
             engine.set_policy(new.policy);

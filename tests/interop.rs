@@ -14,11 +14,7 @@ use denwa::media::rtp::read_header;
 static NEXT_BLOCK: AtomicU16 = AtomicU16::new(0);
 
 fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn write_tone(path: &Path, rate: u32, channels: u16, seconds: f64) {
@@ -30,9 +26,7 @@ fn write_tone(path: &Path, rate: u32, channels: u16, seconds: f64) {
     };
     let mut w = hound::WavWriter::create(path, spec).unwrap();
     for i in 0..(seconds * rate as f64).round() as usize {
-        let v = (0.3
-            * (2.0 * std::f64::consts::PI * 440.0 * i as f64 / rate as f64).sin()
-            * 32767.0) as i16;
+        let v = (0.3 * (2.0 * std::f64::consts::PI * 440.0 * i as f64 / rate as f64).sin() * 32767.0) as i16;
         for _ in 0..channels {
             w.write_sample(v).unwrap();
         }
@@ -63,6 +57,7 @@ impl Denwa {
 [sip]
 listen = "127.0.0.1:{port}"
 rtp_ports = "{block}-{last}"
+trusted_sources = ["127.0.0.0/8"]
 [prompts]
 dir = "."
 [records]
@@ -100,9 +95,7 @@ answer_after = "5s"
     /// Poll with OPTIONS until denwa answers.
     fn wait_ready(&self) {
         let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-        probe
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
+        probe.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
         let local = probe.local_addr().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut n = 0;
@@ -113,9 +106,7 @@ answer_after = "5s"
 From: <sip:probe@{local}>;tag=p\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: ready-{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
                 self.port
             );
-            probe
-                .send_to(options.as_bytes(), ("127.0.0.1", self.port))
-                .unwrap();
+            probe.send_to(options.as_bytes(), ("127.0.0.1", self.port)).unwrap();
             let mut buf = [0u8; 2048];
             if let Ok(len) = probe.recv(&mut buf)
                 && buf[..len].starts_with(b"SIP/2.0 200")
@@ -155,11 +146,7 @@ From: <sip:probe@{local}>;tag=p\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: ready-{n
         let mut cmd = Command::new("sipp");
         cmd.arg(format!("127.0.0.1:{}", self.port))
             .arg("-sf")
-            .arg(
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("tests/sipp")
-                    .join(scenario),
-            )
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(scenario))
             .args([
                 "-s",
                 service,
@@ -171,12 +158,7 @@ From: <sip:probe@{local}>;tag=p\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: ready-{n
                 "127.0.0.1",
                 "-nostdin",
             ])
-            .args([
-                "-p",
-                &free_udp_port().to_string(),
-                "-mp",
-                &free_udp_port().to_string(),
-            ])
+            .args(["-p", &free_udp_port().to_string(), "-mp", &free_udp_port().to_string()])
             .args(["-timeout", "40s", "-timeout_error", "-trace_err"])
             .arg("-error_file")
             .arg(self.dir.join(format!("{scenario}.errors.log")))
@@ -186,16 +168,13 @@ From: <sip:probe@{local}>;tag=p\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: ready-{n
         for (k, v) in keys {
             cmd.args(["-key", k, v]);
         }
-        let out = cmd
-            .output()
-            .expect("sipp is installed (Debian package sip-tester)");
+        let out = cmd.output().expect("sipp is installed (Debian package sip-tester)");
         assert!(
             out.status.success(),
             "sipp {scenario} failed ({}):\n{}\nsipp errors:\n{}\ndenwa log:\n{}",
             out.status,
             String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(self.dir.join(format!("{scenario}.errors.log")))
-                .unwrap_or_default(),
+            std::fs::read_to_string(self.dir.join(format!("{scenario}.errors.log"))).unwrap_or_default(),
             self.log()
         );
     }
@@ -203,9 +182,7 @@ From: <sip:probe@{local}>;tag=p\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: ready-{n
 
 impl Drop for Denwa {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -232,14 +209,10 @@ impl RtpSink {
             let mut got = Vec::new();
             let mut buf = [0u8; 2048];
             // Wait up to 15 s for the first packet, then until 1.5 s of silence.
-            socket
-                .set_read_timeout(Some(Duration::from_secs(15)))
-                .unwrap();
+            socket.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
             while let Ok(n) = socket.recv(&mut buf) {
                 got.push((Instant::now(), buf[..n].to_vec()));
-                socket
-                    .set_read_timeout(Some(Duration::from_millis(1500)))
-                    .unwrap();
+                socket.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
             }
             got
         });
@@ -259,11 +232,7 @@ fn check_stream(packets: &[(Instant, Vec<u8>)], payload_type: u8, expected: usiz
         let (pt, mark, seq, ts, ssrc, len) = read_header(p).expect("valid RTP");
         assert_eq!((pt, ssrc, len), (payload_type, first.4, 160), "packet {n}");
         assert_eq!(mark, n == 0, "packet {n} marker");
-        assert_eq!(
-            seq,
-            first.2.wrapping_add(n as u16),
-            "sequence continuous at packet {n}"
-        );
+        assert_eq!(seq, first.2.wrapping_add(n as u16), "sequence continuous at packet {n}");
         assert_eq!(
             ts,
             first.3.wrapping_add(160 * n as u32),

@@ -24,6 +24,7 @@ struct File {
     prompts: PromptsSection,
     #[serde(default)]
     records: RecordsSection,
+    provider: Option<ProviderSection>,
     #[serde(default)]
     numbers: BTreeMap<String, Spanned<NumberSection>>,
 }
@@ -44,6 +45,20 @@ struct SipSection {
     rtp_ports: Spanned<String>,
     user_agent: Option<String>,
     max_message_bytes: Option<Spanned<usize>>,
+    /// Besides the provider, who may deliver calls (addresses or CIDR ranges).
+    trusted_sources: Option<Spanned<Vec<String>>>,
+}
+
+/// The SIP provider the shop's numbers are registered with.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderSection {
+    registrar: Spanned<String>,
+    domain: Option<String>,
+    outbound_proxy: Option<Spanned<String>>,
+    expires: Option<Spanned<u32>>,
+    retry_max: Option<Spanned<String>>,
+    keepalive: Option<Spanned<String>>,
 }
 
 fn default_rtp_ports() -> Spanned<String> {
@@ -61,6 +76,7 @@ struct PromptsSection {
 #[serde(deny_unknown_fields)]
 struct RecordsSection {
     call_log: Option<String>,
+    status: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +85,15 @@ struct NumberSection {
     /// The number as the provider delivers it (e.g. "0501110001").
     number: Spanned<String>,
     label: Option<String>,
+    /// Register this number with the provider (default: yes, if there is one).
+    register: Option<bool>,
+    auth_user: Option<String>,
+    password_env: Option<Spanned<String>>,
+    password_file: Option<Spanned<String>>,
+    /// Per-number provider overrides.
+    registrar: Option<Spanned<String>>,
+    domain: Option<String>,
+    outbound_proxy: Option<Spanned<String>>,
     #[serde(default)]
     rules: Vec<Spanned<RuleSection>>,
 }
@@ -103,6 +128,127 @@ pub struct Settings {
     pub user_agent: String,
     pub max_message_bytes: usize,
     pub call_log: PathBuf,
+    /// Where the running engine writes its status for `denwa status`.
+    pub status_file: PathBuf,
+    /// Sources allowed to deliver calls besides the provider.
+    pub trusted: Vec<IpRange>,
+    pub registrations: Vec<NumberRegistration>,
+    /// CRLF keep-alive interval towards each registrar (zero: off).
+    pub keepalive: Duration,
+}
+
+/// An address range like `127.0.0.0/8` (a bare address is a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl IpRange {
+    pub fn parse(text: &str) -> Result<IpRange, String> {
+        let (addr, prefix) = text
+            .trim()
+            .split_once('/')
+            .map_or((text.trim(), None), |(a, p)| (a, Some(p)));
+        let net: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{text:?} is not an address or range like \"192.0.2.0/24\""))?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{text:?}: bad prefix length"))?,
+            None => max,
+        };
+        Ok(IpRange { net, prefix })
+    }
+
+    pub fn single(ip: IpAddr) -> IpRange {
+        IpRange {
+            net: ip,
+            prefix: if ip.is_ipv4() { 32 } else { 128 },
+        }
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// How one number registers with its provider. `Debug` hides the password.
+#[derive(Clone)]
+pub struct NumberRegistration {
+    pub line: String,
+    pub user: String,
+    pub auth_user: String,
+    pub password: String,
+    pub domain: String,
+    pub destination: SocketAddr,
+    pub expires: u32,
+    pub retry_max: Duration,
+}
+
+impl std::fmt::Debug for NumberRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NumberRegistration")
+            .field("line", &self.line)
+            .field("user", &self.user)
+            .field("auth_user", &self.auth_user)
+            .field("password", &"<hidden>")
+            .field("domain", &self.domain)
+            .field("destination", &self.destination)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `host[:port]` → an address (a host name is looked up once, at load).
+fn resolve(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let t = text.trim().trim_start_matches("sip:");
+    if let Ok(a) = t.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Ok(ip) = t.trim_matches(['[', ']']).parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 5060));
+    }
+    let with_port = if t.contains(':') {
+        t.to_string()
+    } else {
+        format!("{t}:5060")
+    };
+    with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {text:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{text:?} has no address"))
+}
+
+fn host_of(text: &str) -> String {
+    let t = text.trim().trim_start_matches("sip:");
+    match t.parse::<SocketAddr>() {
+        Ok(a) => a.ip().to_string(),
+        Err(_) => t
+            .rsplit_once(':')
+            .map_or(t, |(h, _)| h)
+            .trim_matches(['[', ']'])
+            .to_string(),
+    }
 }
 
 /// A loaded, validated config.
@@ -162,12 +308,7 @@ impl Checker<'_> {
         self.source[..end].matches('\n').count() + 1
     }
 
-    fn error(
-        &mut self,
-        span: &std::ops::Range<usize>,
-        key: impl Into<String>,
-        message: impl Into<String>,
-    ) {
+    fn error(&mut self, span: &std::ops::Range<usize>, key: impl Into<String>, message: impl Into<String>) {
         let line = if span.is_empty() && span.start == 0 {
             0
         } else {
@@ -308,11 +449,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
     });
     let max_message_bytes = match &file.sip.max_message_bytes {
         Some(m) if !(1500..=65_535).contains(m.get_ref()) => {
-            ck.error(
-                &m.span(),
-                "sip.max_message_bytes",
-                "must be between 1500 and 65535",
-            );
+            ck.error(&m.span(), "sip.max_message_bytes", "must be between 1500 and 65535");
             8192
         }
         Some(m) => *m.get_ref(),
@@ -323,6 +460,35 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
     let prompt_dir = base.join(file.prompts.dir.as_deref().unwrap_or("../prompts"));
     let max_prompt = Duration::from_secs(file.prompts.max_seconds.unwrap_or(300));
     let mut prompts: HashMap<PathBuf, Arc<Prompt>> = HashMap::new();
+
+    // [provider]
+    let provider = file.provider.as_ref();
+    let expires = match provider.and_then(|p| p.expires.as_ref()) {
+        Some(e) if !(30..=86_400).contains(e.get_ref()) => {
+            ck.error(&e.span(), "provider.expires", "must be between 30 and 86400 seconds");
+            600
+        }
+        Some(e) => *e.get_ref(),
+        None => 600,
+    };
+    let mut duration_key = |value: Option<&Spanned<String>>, key: &str, default: Duration| match value {
+        Some(v) => parse_duration(v.get_ref()).unwrap_or_else(|e| {
+            ck.error(&v.span(), key, e);
+            default
+        }),
+        None => default,
+    };
+    let retry_max = duration_key(
+        provider.and_then(|p| p.retry_max.as_ref()),
+        "provider.retry_max",
+        Duration::from_secs(300),
+    );
+    let keepalive = duration_key(
+        provider.and_then(|p| p.keepalive.as_ref()),
+        "provider.keepalive",
+        Duration::from_secs(30),
+    );
+    let mut registrations = Vec::new();
 
     // [numbers.*]
     let mut numbers = BTreeMap::new();
@@ -339,11 +505,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
         let section = section.get_ref();
         let key = format!("numbers.{name}");
         let number = section.number.get_ref().trim().to_string();
-        if number.is_empty()
-            || !number
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+-_.".contains(c))
-        {
+        if number.is_empty() || !number.chars().all(|c| c.is_ascii_alphanumeric() || "+-_.".contains(c)) {
             ck.error(
                 &section.number.span(),
                 format!("{key}.number"),
@@ -367,11 +529,19 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
         let mut rules = Vec::new();
         for (i, rule) in section.rules.iter().enumerate() {
             let rkey = format!("{key}.rules[{}]", i + 1);
-            if let Some(r) =
-                compile_rule(&mut ck, &rkey, rule, &prompt_dir, max_prompt, &mut prompts)
-            {
+            if let Some(r) = compile_rule(&mut ck, &rkey, rule, &prompt_dir, max_prompt, &mut prompts) {
                 rules.push(r);
             }
+        }
+        let registrar = section.registrar.as_ref().or(provider.map(|p| &p.registrar));
+        if section.register.unwrap_or(registrar.is_some())
+            && let Some(r) = compile_registration(&mut ck, &key, name, &number, section, registrar, provider, &base)
+        {
+            registrations.push(NumberRegistration {
+                expires,
+                retry_max,
+                ..r
+            });
         }
         if let Some(last) = section.rules.last()
             && last.get_ref().when.is_some()
@@ -393,35 +563,130 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
         );
     }
 
+    let mut trusted = Vec::new();
+    if let Some(list) = &file.sip.trusted_sources {
+        for entry in list.get_ref() {
+            match IpRange::parse(entry) {
+                Ok(r) => trusted.push(r),
+                Err(e) => ck.error(&list.span(), "sip.trusted_sources", e),
+            }
+        }
+    }
+    if trusted.is_empty() && registrations.is_empty() && !file.numbers.is_empty() {
+        ck.error(
+            &file.sip.listen.span(),
+            "sip.trusted_sources",
+            "nobody may deliver calls: configure a [provider] for the numbers, or list who may call in sip.trusted_sources (e.g. [\"127.0.0.0/8\"])",
+        );
+    }
+
     if !ck.errors.is_empty() {
         ck.errors.sort_by_key(|e| e.line);
         return Err(ConfigErrors(ck.errors));
     }
-    let call_log = base.join(
-        file.records
-            .call_log
-            .as_deref()
-            .unwrap_or("../var/calls.jsonl"),
-    );
+    let call_log = base.join(file.records.call_log.as_deref().unwrap_or("../var/calls.jsonl"));
     Ok(Config {
         path: path.to_owned(),
         settings: Settings {
             listen,
             advertise,
             rtp_ports,
-            user_agent: file
-                .sip
-                .user_agent
-                .clone()
-                .unwrap_or_else(|| "denwa".into()),
+            user_agent: file.sip.user_agent.clone().unwrap_or_else(|| "denwa".into()),
             max_message_bytes,
             call_log,
+            status_file: base.join(file.records.status.as_deref().unwrap_or("../var/status.json")),
+            trusted,
+            registrations,
+            keepalive,
         },
         policy: Arc::new(Policy {
             shop_name: file.shop.name.clone().unwrap_or_else(|| "shop".into()),
             timezone,
             numbers,
         }),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compile_registration(
+    ck: &mut Checker,
+    key: &str,
+    line: &str,
+    number: &str,
+    section: &NumberSection,
+    registrar: Option<&Spanned<String>>,
+    provider: Option<&ProviderSection>,
+    base: &Path,
+) -> Option<NumberRegistration> {
+    let Some(registrar) = registrar else {
+        ck.error(
+            &section.number.span(),
+            format!("{key}.register"),
+            "register = true needs a [provider] registrar or numbers.NAME.registrar",
+        );
+        return None;
+    };
+    let via = section
+        .outbound_proxy
+        .as_ref()
+        .or(provider.and_then(|p| p.outbound_proxy.as_ref()))
+        .unwrap_or(registrar);
+    let destination = resolve(via.get_ref())
+        .map_err(|e| ck.error(&via.span(), format!("{key}: registrar/outbound_proxy"), e))
+        .ok();
+    let password = match (&section.password_env, &section.password_file) {
+        (Some(var), None) => std::env::var(var.get_ref())
+            .map_err(|_| {
+                ck.error(
+                    &var.span(),
+                    format!("{key}.password_env"),
+                    format!(
+                        "environment variable {} is not set (it should hold this number's SIP password)",
+                        var.get_ref()
+                    ),
+                )
+            })
+            .ok(),
+        (None, Some(file)) => {
+            let path = base.join(file.get_ref());
+            std::fs::read_to_string(&path)
+                .map(|p| p.trim_end_matches(['\r', '\n']).to_string())
+                .map_err(|e| {
+                    ck.error(
+                        &file.span(),
+                        format!("{key}.password_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })
+                .ok()
+        }
+        (None, None) => {
+            ck.error(
+                &section.number.span(),
+                key,
+                "registering needs password_env = \"VAR\" (or password_file = \"path\") for the SIP password; or set register = false",
+            );
+            None
+        }
+        (Some(var), Some(_)) => {
+            ck.error(&var.span(), key, "give password_env or password_file, not both");
+            None
+        }
+    }?;
+    let domain = section
+        .domain
+        .clone()
+        .or_else(|| provider.and_then(|p| p.domain.clone()))
+        .unwrap_or_else(|| host_of(registrar.get_ref()));
+    Some(NumberRegistration {
+        line: line.to_string(),
+        user: number.to_string(),
+        auth_user: section.auth_user.clone().unwrap_or_else(|| number.to_string()),
+        password,
+        domain,
+        destination: destination?,
+        expires: 0,
+        retry_max: Duration::ZERO,
     })
 }
 
@@ -435,16 +700,8 @@ fn compile_rule(
 ) -> Option<Rule> {
     let span = rule.span();
     let rule = rule.get_ref();
-    let when = rule
-        .when
-        .as_ref()
-        .map(|w| compile_when(ck, key, w))
-        .unwrap_or_default();
-    let actions = [
-        rule.announce.is_some(),
-        rule.ring.is_some(),
-        rule.voicemail.is_some(),
-    ];
+    let when = rule.when.as_ref().map(|w| compile_when(ck, key, w)).unwrap_or_default();
+    let actions = [rule.announce.is_some(), rule.ring.is_some(), rule.voicemail.is_some()];
     match actions.iter().filter(|a| **a).count() {
         0 => {
             ck.error(
@@ -498,11 +755,7 @@ fn compile_rule(
     };
     let repeat = match &rule.repeat {
         Some(r) if !(1..=20).contains(r.get_ref()) => {
-            ck.error(
-                &r.span(),
-                format!("{key}.repeat"),
-                "must be between 1 and 20",
-            );
+            ck.error(&r.span(), format!("{key}.repeat"), "must be between 1 and 20");
             1
         }
         Some(r) => *r.get_ref(),
@@ -566,7 +819,7 @@ mod tests {
     fn check(body: &str) -> Result<Config, ConfigErrors> {
         let dir = prompt_dir();
         let text = format!(
-            "[sip]\nlisten = \"127.0.0.1:5060\"\n[prompts]\ndir = \"{}\"\n{body}",
+            "[sip]\nlisten = \"127.0.0.1:5060\"\ntrusted_sources = [\"127.0.0.0/8\"]\n[prompts]\ndir = \"{}\"\n{body}",
             dir.display()
         );
         parse(Path::new("shop.toml"), &text)
@@ -593,7 +846,7 @@ mod tests {
     fn unknown_key_names_its_line() {
         let e = check("[numbers.public]\nnumber = \"1\"\ncolour = \"red\"\n").unwrap_err();
         assert_eq!(e.0.len(), 1);
-        assert_eq!(e.0[0].line, 7, "{e}");
+        assert_eq!(e.0[0].line, 8, "{e}");
         assert!(e.0[0].message.contains("colour"), "{e}");
     }
 
@@ -607,14 +860,14 @@ mod tests {
         .unwrap_err();
         let text = e.to_string();
         for needle in [
-            "shop.toml:8: numbers.public.rules[1].when.days: \"funday\" is not a day",
-            "shop.toml:8: numbers.public.rules[1].when.hours",
-            "shop.toml:9: numbers.public.rules[1].announce: prompt",
+            "shop.toml:9: numbers.public.rules[1].when.days: \"funday\" is not a day",
+            "shop.toml:9: numbers.public.rules[1].when.hours",
+            "shop.toml:10: numbers.public.rules[1].announce: prompt",
             "missing.wav",
-            "shop.toml:7: numbers.public.rules[1]: the last rule has a `when`",
-            "shop.toml:6: numbers.public.number: same number as numbers.other",
-            "shop.toml:14: numbers.other.rules[1].repeat",
-            "shop.toml:15: numbers.other.rules[1].answer_after",
+            "shop.toml:8: numbers.public.rules[1]: the last rule has a `when`",
+            "shop.toml:7: numbers.public.number: same number as numbers.other",
+            "shop.toml:15: numbers.other.rules[1].repeat",
+            "shop.toml:16: numbers.other.rules[1].answer_after",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
@@ -622,10 +875,7 @@ mod tests {
 
     #[test]
     fn future_actions_are_refused_clearly() {
-        let e = check(
-            "[numbers.public]\nnumber = \"1\"\n[[numbers.public.rules]]\nring = [\"desk\"]\n",
-        )
-        .unwrap_err();
+        let e = check("[numbers.public]\nnumber = \"1\"\n[[numbers.public.rules]]\nring = [\"desk\"]\n").unwrap_err();
         assert!(
             e.to_string()
                 .contains("rules[1].ring: ringing staff phones is not available"),
@@ -637,6 +887,75 @@ mod tests {
     fn syntax_error_has_line() {
         let e = parse(Path::new("x.toml"), "[sip]\nlisten = \n").unwrap_err();
         assert_eq!(e.0[0].line, 2, "{e}");
+    }
+
+    #[test]
+    fn provider_registration_and_secrets() {
+        // SAFETY: tests in this module do not read this variable concurrently.
+        unsafe { std::env::set_var("DENWA_TEST_PW_PUBLIC", "hunter2") };
+        let c = check(
+            "[provider]\nregistrar = \"127.0.0.1:5070\"\ndomain = \"provider.test\"\nexpires = 120\nretry_max = \"30s\"\n\
+[numbers.public]\nnumber = \"0501110001\"\npassword_env = \"DENWA_TEST_PW_PUBLIC\"\n[[numbers.public.rules]]\nannounce = \"hello.wav\"\n\
+[numbers.local]\nnumber = \"9\"\nregister = false\n[[numbers.local.rules]]\nannounce = \"hello.wav\"\n",
+        )
+        .unwrap();
+        let regs = &c.settings.registrations;
+        assert_eq!(regs.len(), 1);
+        let r = &regs[0];
+        assert_eq!(
+            (r.user.as_str(), r.auth_user.as_str(), r.password.as_str()),
+            ("0501110001", "0501110001", "hunter2")
+        );
+        assert_eq!(
+            (r.domain.as_str(), r.expires, r.retry_max),
+            ("provider.test", 120, Duration::from_secs(30))
+        );
+        assert_eq!(r.destination, "127.0.0.1:5070".parse().unwrap());
+        assert!(
+            !format!("{c:?}").contains("hunter2"),
+            "secrets never reach Debug output"
+        );
+
+        let e = check(
+            "[provider]\nregistrar = \"127.0.0.1:5070\"\n[numbers.public]\nnumber = \"1\"\npassword_env = \"DENWA_TEST_UNSET_VAR\"\n\
+[[numbers.public.rules]]\nannounce = \"hello.wav\"\n[numbers.other]\nnumber = \"2\"\n[[numbers.other.rules]]\nannounce = \"hello.wav\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(
+                "shop.toml:10: numbers.public.password_env: environment variable DENWA_TEST_UNSET_VAR is not set"
+            ),
+            "{e}"
+        );
+        assert!(e.contains("numbers.other: registering needs password_env"), "{e}");
+    }
+
+    #[test]
+    fn someone_must_be_allowed_to_call() {
+        let dir = prompt_dir();
+        let text = format!(
+            "[sip]\nlisten = \"127.0.0.1:5060\"\n[prompts]\ndir = \"{}\"\n[numbers.a]\nnumber = \"1\"\n[[numbers.a.rules]]\nannounce = \"hello.wav\"\n",
+            dir.display()
+        );
+        let e = parse(Path::new("shop.toml"), &text).unwrap_err().to_string();
+        assert!(e.contains("sip.trusted_sources: nobody may deliver calls"), "{e}");
+    }
+
+    #[test]
+    fn ip_ranges() {
+        let r = IpRange::parse("127.0.0.0/8").unwrap();
+        assert!(r.contains("127.1.2.3".parse().unwrap()) && !r.contains("128.0.0.1".parse().unwrap()));
+        assert!(r.contains("::ffff:127.0.0.1".parse().unwrap()));
+        let one = IpRange::parse("192.0.2.7").unwrap();
+        assert!(one.contains("192.0.2.7".parse().unwrap()) && !one.contains("192.0.2.8".parse().unwrap()));
+        assert!(
+            IpRange::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("203.0.113.1".parse().unwrap())
+        );
+        assert!(IpRange::parse("::1").unwrap().contains("::1".parse().unwrap()));
+        assert!(IpRange::parse("10.0.0.0/33").is_err() && IpRange::parse("nope").is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::*;
 use crate::media::prompt::Prompt;
 use crate::policy::{NumberPolicy, Rule, When};
+use crate::sip::register::RegistrationConfig;
 
 struct FakePorts(u16);
 
@@ -48,15 +49,14 @@ fn engine(answer_after: Duration) -> (Engine, Now) {
         sip_port: 5060,
         user_agent: "denwa".into(),
         timers: Timers::default(),
+        trusted: vec![IpRange::parse("127.0.0.0/8").unwrap()],
+        keepalive: Duration::from_secs(30),
     };
     let now = Now {
         at: Instant::now(),
         wall: "2026-11-23T01:00:00Z".parse().unwrap(),
     };
-    (
-        Engine::new(cfg, policy, Box::new(FakePorts(20000)), 42),
-        now,
-    )
+    (Engine::new(cfg, policy, Box::new(FakePorts(20000)), 42), now)
 }
 
 fn later(now: Now, d: Duration) -> Now {
@@ -82,14 +82,7 @@ Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@127.0.0.1:5070>\r\n
     )
 }
 
-fn in_dialog(
-    method: &str,
-    call_id: &str,
-    branch: &str,
-    to_tag: &str,
-    cseq: u32,
-    body: &str,
-) -> String {
+fn in_dialog(method: &str, call_id: &str, branch: &str, to_tag: &str, cseq: u32, body: &str) -> String {
     format!(
         "{method} sip:public@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch={branch}\r\n\
 From: <sip:0901234567@127.0.0.1>;tag=from1\r\nTo: <sip:public@127.0.0.1>;tag={to_tag}\r\n\
@@ -108,11 +101,7 @@ fn outputs(e: &mut Engine) -> (Vec<String>, Vec<MediaStart>, Vec<u16>, Vec<CallR
     while let Some(o) = e.poll_output() {
         match o {
             Output::Transmit { to, data } => {
-                assert_eq!(
-                    to,
-                    CALLER.parse().unwrap(),
-                    "everything goes back to the caller here"
-                );
+                assert_eq!(to, CALLER.parse().unwrap(), "everything goes back to the caller here");
                 sip.push(String::from_utf8(data.to_vec()).unwrap());
             }
             Output::StartMedia(m) => starts.push(m),
@@ -137,16 +126,11 @@ fn announcement_call_end_to_end() {
     let (mut e, t0) = engine(Duration::ZERO);
     send(&mut e, t0, &invite("public", "c1", "z9hG4bK-1", OFFER));
     let (sip, starts, _, _) = outputs(&mut e);
-    assert_eq!(
-        sip.iter().map(|m| status(m)).collect::<Vec<_>>(),
-        [100, 200]
-    );
+    assert_eq!(sip.iter().map(|m| status(m)).collect::<Vec<_>>(), [100, 200]);
     let ok = &sip[1];
-    assert!(ok.contains(
-        "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1;received=127.0.0.1;rport=5070\r\n"
-    ));
+    assert!(ok.contains("Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1;received=127.0.0.1;rport=5070\r\n"));
     assert!(ok.contains("Contact: <sip:public@127.0.0.1:5060>\r\n"));
-    assert!(ok.contains("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS\r\n"));
+    assert!(ok.contains("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE\r\n"));
     assert!(ok.contains("m=audio 20002 RTP/AVP 0 101\r\n"), "{ok}");
     assert_eq!(starts.len(), 1);
     assert_eq!(starts[0].remote, "127.0.0.1:6000".parse().unwrap());
@@ -169,10 +153,7 @@ fn announcement_call_end_to_end() {
         &in_dialog("ACK", "c1", "z9hG4bK-ack", &tag, 1, ""),
     );
     e.handle_timeout(later(t0, Duration::from_secs(2)));
-    assert!(
-        outputs(&mut e).0.is_empty(),
-        "no 200 retransmission after the ACK"
-    );
+    assert!(outputs(&mut e).0.is_empty(), "no 200 retransmission after the ACK");
 
     // The prompt ends: denwa hangs up.
     let t1 = later(t0, Duration::from_millis(400));
@@ -180,19 +161,10 @@ fn announcement_call_end_to_end() {
     let (sip, _, stops, _) = outputs(&mut e);
     assert_eq!(stops, [20002]);
     let bye = &sip[0];
-    assert!(
-        bye.starts_with("BYE sip:caller@127.0.0.1:5070 SIP/2.0\r\n"),
-        "{bye}"
-    );
+    assert!(bye.starts_with("BYE sip:caller@127.0.0.1:5070 SIP/2.0\r\n"), "{bye}");
     assert!(bye.contains(&format!("From: <sip:public@127.0.0.1>;tag={tag}\r\n")));
     assert!(bye.contains("To: \"Courier\" <sip:0901234567@127.0.0.1>;tag=from1\r\n"));
-    let branch = bye
-        .split("branch=")
-        .nth(1)
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap();
+    let branch = bye.split("branch=").nth(1).unwrap().split(';').next().unwrap();
     let cseq = bye.lines().find(|l| l.starts_with("CSeq:")).unwrap();
     let reply = format!(
         "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch={branch}\r\nFrom: <sip:public@127.0.0.1>;tag={tag}\r\n\
@@ -238,9 +210,7 @@ fn unacknowledged_200_is_retransmitted_then_the_call_is_hung_up() {
     }
     assert_eq!(
         retransmits,
-        [
-            500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500
-        ]
+        [500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
     );
     assert_eq!(bye_at, Some(32000));
 }
@@ -250,20 +220,14 @@ fn cancel_while_ringing_gets_487() {
     let (mut e, t0) = engine(Duration::from_secs(2));
     send(&mut e, t0, &invite("public", "c3", "z9hG4bK-3", OFFER));
     let (sip, starts, _, _) = outputs(&mut e);
-    assert_eq!(
-        sip.iter().map(|m| status(m)).collect::<Vec<_>>(),
-        [100, 180]
-    );
+    assert_eq!(sip.iter().map(|m| status(m)).collect::<Vec<_>>(), [100, 180]);
     assert!(starts.is_empty());
     let cancel = invite("public", "c3", "z9hG4bK-3", "")
         .replace("INVITE sip", "CANCEL sip")
         .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
     send(&mut e, later(t0, Duration::from_millis(500)), &cancel);
     let (sip, _, _, records) = outputs(&mut e);
-    assert_eq!(
-        sip.iter().map(|m| status(m)).collect::<Vec<_>>(),
-        [200, 487]
-    );
+    assert_eq!(sip.iter().map(|m| status(m)).collect::<Vec<_>>(), [200, 487]);
     assert!(sip[0].contains("CSeq: 1 CANCEL") && sip[1].contains("CSeq: 1 INVITE"));
     assert_eq!(records[0].final_status, 487);
     assert_eq!(records[0].hung_up_by, Some(HungUpBy::Caller));
@@ -306,11 +270,7 @@ fn answer_after_rings_then_answers() {
     e.handle_timeout(later(t0, Duration::from_secs(2)));
     let (sip, starts, _, _) = outputs(&mut e);
     assert_eq!(status(&sip[0]), 200);
-    assert_eq!(
-        to_tag(&sip[0]),
-        ringing_tag,
-        "180 and 200 carry the same To tag"
-    );
+    assert_eq!(to_tag(&sip[0]), ringing_tag, "180 and 200 carry the same To tag");
     assert_eq!(starts.len(), 1);
 }
 
@@ -319,11 +279,7 @@ fn rejections_and_simple_requests() {
     let (mut e, t0) = engine(Duration::ZERO);
     send(&mut e, t0, &invite("nobody", "r1", "z9hG4bK-r1", OFFER));
     assert_eq!(
-        outputs(&mut e)
-            .0
-            .iter()
-            .map(|m| status(m))
-            .collect::<Vec<_>>(),
+        outputs(&mut e).0.iter().map(|m| status(m)).collect::<Vec<_>>(),
         [100, 404]
     );
 
@@ -340,10 +296,7 @@ fn rejections_and_simple_requests() {
     send(&mut e, t0, &options);
     let sip = outputs(&mut e).0;
     assert_eq!(status(&sip[0]), 200);
-    assert!(
-        sip[0].contains("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS")
-            && sip[0].contains("Accept: application/sdp")
-    );
+    assert!(sip[0].contains("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS") && sip[0].contains("Accept: application/sdp"));
 
     let frob = options.replace("OPTIONS", "FROBNICATE");
     send(&mut e, t0, &frob);
@@ -351,11 +304,7 @@ fn rejections_and_simple_requests() {
     assert_eq!(status(&sip[0]), 405);
     assert!(sip[0].contains("Allow: "));
 
-    send(
-        &mut e,
-        t0,
-        &in_dialog("BYE", "nope", "z9hG4bK-r5", "x", 2, ""),
-    );
+    send(&mut e, t0, &in_dialog("BYE", "nope", "z9hG4bK-r5", "x", 2, ""));
     assert_eq!(status(&outputs(&mut e).0[0]), 481);
 
     send(
@@ -380,17 +329,12 @@ fn invite_without_sdp_gets_our_offer_and_media_starts_on_ack() {
     assert!(starts.is_empty(), "no media before the answer");
     let tag = to_tag(&sip[1]);
     let answer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 8\r\n";
-    let ack = in_dialog("ACK", "c5", "z9hG4bK-5a", &tag, 1, answer).replace(
-        "Content-Length",
-        "Content-Type: application/sdp\r\nContent-Length",
-    );
+    let ack = in_dialog("ACK", "c5", "z9hG4bK-5a", &tag, 1, answer)
+        .replace("Content-Length", "Content-Type: application/sdp\r\nContent-Length");
     send(&mut e, later(t0, Duration::from_millis(50)), &ack);
     let (_, starts, _, _) = outputs(&mut e);
     assert_eq!(starts.len(), 1);
-    assert_eq!(
-        (starts[0].codec, starts[0].remote.port()),
-        (Codec::Pcma, 7000)
-    );
+    assert_eq!((starts[0].codec, starts[0].remote.port()), (Codec::Pcma, 7000));
 }
 
 #[test]
@@ -398,11 +342,7 @@ fn caller_hangs_up_and_bye_retransmission_gets_the_same_200() {
     let (mut e, t0) = engine(Duration::ZERO);
     send(&mut e, t0, &invite("public", "c6", "z9hG4bK-6", OFFER));
     let tag = to_tag(&outputs(&mut e).0[1]);
-    send(
-        &mut e,
-        t0,
-        &in_dialog("ACK", "c6", "z9hG4bK-6a", &tag, 1, ""),
-    );
+    send(&mut e, t0, &in_dialog("ACK", "c6", "z9hG4bK-6a", &tag, 1, ""));
     let bye = in_dialog("BYE", "c6", "z9hG4bK-6b", &tag, 2, "");
     send(&mut e, later(t0, Duration::from_secs(1)), &bye);
     let (sip, _, stops, records) = outputs(&mut e);
@@ -417,11 +357,7 @@ fn caller_hangs_up_and_bye_retransmission_gets_the_same_200() {
     let reinvite = in_dialog("INVITE", "c6", "z9hG4bK-6c", &tag, 3, "");
     send(&mut e, later(t0, Duration::from_secs(3)), &reinvite);
     assert_eq!(
-        outputs(&mut e)
-            .0
-            .iter()
-            .map(|m| status(m))
-            .collect::<Vec<_>>(),
+        outputs(&mut e).0.iter().map(|m| status(m)).collect::<Vec<_>>(),
         [100, 481]
     );
 }
@@ -432,15 +368,117 @@ fn session_refresh_reinvite_gets_the_same_sdp() {
     send(&mut e, t0, &invite("public", "c7", "z9hG4bK-7", OFFER));
     let ok = outputs(&mut e).0[1].clone();
     let tag = to_tag(&ok);
-    send(
-        &mut e,
-        t0,
-        &in_dialog("ACK", "c7", "z9hG4bK-7a", &tag, 1, ""),
-    );
+    send(&mut e, t0, &in_dialog("ACK", "c7", "z9hG4bK-7a", &tag, 1, ""));
     let reinvite = in_dialog("INVITE", "c7", "z9hG4bK-7b", &tag, 2, OFFER);
     send(&mut e, later(t0, Duration::from_secs(1)), &reinvite);
     let sip = outputs(&mut e).0;
     assert_eq!(status(&sip[1]), 200);
     let sdp = |m: &str| m.split("\r\n\r\n").nth(1).unwrap().to_string();
     assert_eq!(sdp(&sip[1]), sdp(&ok));
+}
+
+#[test]
+fn untrusted_sources_get_403_for_invites_and_nothing_else() {
+    let (mut e, t0) = engine(Duration::ZERO);
+    let scanner: SocketAddr = "198.51.100.7:5060".parse().unwrap();
+    for user in ["public", "nobody", "100"] {
+        e.handle_datagram(
+            t0,
+            scanner,
+            invite(user, &format!("s-{user}"), &format!("z9hG4bK-s{user}"), OFFER).as_bytes(),
+        );
+        let mut sent = Vec::new();
+        while let Some(o) = e.poll_output() {
+            match o {
+                Output::Transmit { to, data } => sent.push((to, String::from_utf8(data.to_vec()).unwrap())),
+                other => panic!("an untrusted INVITE must cause nothing but a 403: {other:?}"),
+            }
+        }
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, scanner);
+        assert_eq!(status(&sent[0].1), 403, "same answer for every number: no enumeration");
+    }
+    let options = invite("public", "s-o", "z9hG4bK-so", "")
+        .replace("INVITE sip", "OPTIONS sip")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 OPTIONS");
+    e.handle_datagram(t0, scanner, options.as_bytes());
+    assert!(e.poll_output().is_none(), "scanners get nothing from OPTIONS");
+    assert_eq!((e.stats.calls_total, e.stats.untrusted_refused), (0, 4));
+}
+
+fn registration(contact_user: &str) -> RegistrationConfig {
+    RegistrationConfig {
+        line: "public".into(),
+        user: "0501110001".into(),
+        auth_user: "0501110001".into(),
+        password: "pw".into(),
+        domain: "127.0.0.9".into(),
+        destination: "127.0.0.9:5070".parse().unwrap(),
+        expires: 60,
+        contact_user: contact_user.into(),
+        local: "127.0.0.1:5060".parse().unwrap(),
+        retry_max: Duration::from_secs(30),
+        user_agent: "denwa".into(),
+    }
+}
+
+#[test]
+fn registers_through_a_challenge_keeps_alive_and_takes_provider_calls_on_its_contact() {
+    let (mut e, t0) = engine(Duration::ZERO);
+    e.add_registration(registration("dw-secret"), t0.wall);
+    e.start(t0);
+    let registrar: SocketAddr = "127.0.0.9:5070".parse().unwrap();
+    let next = |e: &mut Engine| match e.poll_output() {
+        Some(Output::Transmit { to, data }) => {
+            assert_eq!(to, registrar);
+            String::from_utf8(data.to_vec()).unwrap()
+        }
+        other => panic!("{other:?}"),
+    };
+    let reply = |req: &str, status: &str, extra: &str| {
+        let h = |n: &str| req.lines().find(|l| l.starts_with(n)).unwrap().to_string();
+        format!(
+            "SIP/2.0 {status}\r\n{}\r\n{}\r\n{};tag=r\r\n{}\r\n{}\r\n{extra}Content-Length: 0\r\n\r\n",
+            h("Via:"),
+            h("From:"),
+            h("To:"),
+            h("Call-ID:"),
+            h("CSeq:")
+        )
+    };
+    let first = next(&mut e);
+    assert!(first.starts_with("REGISTER sip:127.0.0.9 SIP/2.0"));
+    assert!(first.contains("Contact: <sip:dw-secret@127.0.0.1:5060>"));
+    let challenge = "WWW-Authenticate: Digest realm=\"p\", nonce=\"abc\", qop=\"auth\"\r\n";
+    e.handle_datagram(t0, registrar, reply(&first, "401 Unauthorized", challenge).as_bytes());
+    let second = next(&mut e);
+    assert!(second.contains("Authorization: Digest username=\"0501110001\", realm=\"p\""));
+    e.handle_datagram(t0, registrar, reply(&second, "200 OK", "Expires: 60\r\n").as_bytes());
+    assert!(e.poll_output().is_none());
+    let status = e.registration_status(t0.at);
+    assert_eq!(status[0].state, RegState::Registered);
+    assert_eq!(status[0].expires_in_s, Some(60));
+
+    // The CRLF keep-alive, then the refresh at 45 s.
+    e.handle_timeout(later(t0, Duration::from_secs(30)));
+    assert_eq!(next(&mut e), "\r\n\r\n");
+    e.handle_timeout(later(t0, Duration::from_secs(45)));
+    assert!(next(&mut e).contains("CSeq: 3 REGISTER"));
+
+    // The provider (our registrar's address) delivers a call to our Contact.
+    let call = invite("dw-secret", "p1", "z9hG4bK-p1", OFFER)
+        .replace("To: <sip:dw-secret@127.0.0.1>", "To: <sip:0501110001@provider.test>");
+    e.handle_datagram(later(t0, Duration::from_secs(46)), registrar, call.as_bytes());
+    let mut codes = Vec::new();
+    while let Some(o) = e.poll_output() {
+        if let Output::Transmit { data, .. } = o {
+            codes.push(status_of(&data));
+        }
+    }
+    assert_eq!(codes, [100, 200]);
+    assert_eq!(e.stats.calls_total, 1);
+}
+
+fn status_of(data: &[u8]) -> u16 {
+    std::str::from_utf8(&data[8..11]).unwrap().parse().unwrap()
 }

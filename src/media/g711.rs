@@ -45,11 +45,7 @@ const fn ulaw_to_linear_const(code: u8) -> i16 {
     let exponent = ((code >> 4) & 0x07) as i32;
     let mantissa = (code & 0x0F) as i32;
     let magnitude = (((mantissa << 3) + ULAW_BIAS) << exponent) - ULAW_BIAS;
-    if sign != 0 {
-        -magnitude as i16
-    } else {
-        magnitude as i16
-    }
+    if sign != 0 { -magnitude as i16 } else { magnitude as i16 }
 }
 
 const fn alaw_to_linear_const(code: u8) -> i16 {
@@ -62,11 +58,7 @@ const fn alaw_to_linear_const(code: u8) -> i16 {
     } else {
         ((mantissa << 4) + 0x108) << (exponent - 1)
     };
-    if sign != 0 {
-        magnitude as i16
-    } else {
-        -magnitude as i16
-    }
+    if sign != 0 { magnitude as i16 } else { -magnitude as i16 }
 }
 
 macro_rules! decode_table {
@@ -127,17 +119,10 @@ mod tests {
     #[test]
     fn every_code_round_trips() {
         for code in 0..=255u8 {
-            assert_eq!(
-                linear_to_alaw(alaw_to_linear(code)),
-                code,
-                "A-law {code:#x}"
-            );
+            assert_eq!(linear_to_alaw(alaw_to_linear(code)), code, "A-law {code:#x}");
             let back = linear_to_ulaw(ulaw_to_linear(code));
             // µ-law has two codes for zero (0x7F and 0xFF); both decode to 0.
-            assert!(
-                back == code || (code == 0x7F && back == 0xFF),
-                "µ-law {code:#x}"
-            );
+            assert!(back == code || (code == 0x7F && back == 0xFF), "µ-law {code:#x}");
         }
     }
 

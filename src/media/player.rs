@@ -15,13 +15,8 @@ use super::rtp::{Due, Pacer, Stream};
 use crate::engine::MediaStart;
 
 pub enum PlayerCommand {
-    Start {
-        socket: Arc<UdpSocket>,
-        start: MediaStart,
-    },
-    Stop {
-        port: u16,
-    },
+    Start { socket: Arc<UdpSocket>, start: MediaStart },
+    Stop { port: u16 },
 }
 
 /// The prompt on this call has been played in full.
@@ -65,9 +60,7 @@ struct Playing {
 }
 
 impl Player {
-    pub fn spawn(
-        finished: tokio::sync::mpsc::UnboundedSender<Finished>,
-    ) -> std::io::Result<Player> {
+    pub fn spawn(finished: tokio::sync::mpsc::UnboundedSender<Finished>) -> std::io::Result<Player> {
         let (commands, rx) = std::sync::mpsc::channel();
         let stats = Arc::new(PlayerStats::default());
         let thread_stats = stats.clone();
@@ -83,11 +76,7 @@ impl Player {
     }
 }
 
-fn run(
-    rx: Receiver<PlayerCommand>,
-    finished: tokio::sync::mpsc::UnboundedSender<Finished>,
-    stats: Arc<PlayerStats>,
-) {
+fn run(rx: Receiver<PlayerCommand>, finished: tokio::sync::mpsc::UnboundedSender<Finished>, stats: Arc<PlayerStats>) {
     let mut pacer = Pacer::new();
     let mut playing: HashMap<u64, Playing> = HashMap::new();
     let mut learned: Vec<(u64, SocketAddr)> = Vec::new();
@@ -102,10 +91,7 @@ fn run(
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return,
         };
-        for command in first
-            .into_iter()
-            .chain(std::iter::from_fn(|| rx.try_recv().ok()))
-        {
+        for command in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
             match command {
                 PlayerCommand::Start { socket, start } => {
                     let id = start.port as u64;

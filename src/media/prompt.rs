@@ -91,8 +91,7 @@ impl std::error::Error for PromptError {}
 /// common sample rate; mixed to mono, resampled to 8 kHz, G.711-encoded.
 pub fn load(path: &Path, max: Duration) -> Result<Prompt, PromptError> {
     let file = std::fs::File::open(path).map_err(|e| PromptError::Missing(path.to_owned(), e))?;
-    let reader =
-        hound::WavReader::new(std::io::BufReader::new(file)).map_err(|e| not_wav(path, e))?;
+    let reader = hound::WavReader::new(std::io::BufReader::new(file)).map_err(|e| not_wav(path, e))?;
     let spec = reader.spec();
     let channels = spec.channels.max(1) as usize;
     if spec.sample_rate < 4000 || spec.sample_rate > 192_000 {
@@ -128,8 +127,7 @@ pub fn load(path: &Path, max: Duration) -> Result<Prompt, PromptError> {
     if mono.is_empty() {
         return Err(PromptError::Empty(path.to_owned()));
     }
-    let resampled = resample_to_8k(&mono, spec.sample_rate)
-        .map_err(|e| PromptError::NotWav(path.to_owned(), e))?;
+    let resampled = resample_to_8k(&mono, spec.sample_rate).map_err(|e| PromptError::NotWav(path.to_owned(), e))?;
     let linear: Vec<i16> = resampled
         .iter()
         .map(|s| (s * 32767.0).round().clamp(-32768.0, 32767.0) as i16)
@@ -151,16 +149,9 @@ fn resample_to_8k(mono: &[f32], rate: u32) -> Result<Vec<f32>, String> {
     if rate == SAMPLE_RATE {
         return Ok(mono.to_vec());
     }
-    let mut resampler = Fft::<f32>::new(
-        rate as usize,
-        SAMPLE_RATE as usize,
-        1024,
-        1,
-        FixedSync::Both,
-    )
-    .map_err(|e| format!("resampler: {e}"))?;
-    let input =
-        InterleavedSlice::new(mono, 1, mono.len()).map_err(|e| format!("resampler input: {e}"))?;
+    let mut resampler = Fft::<f32>::new(rate as usize, SAMPLE_RATE as usize, 1024, 1, FixedSync::Both)
+        .map_err(|e| format!("resampler: {e}"))?;
+    let input = InterleavedSlice::new(mono, 1, mono.len()).map_err(|e| format!("resampler input: {e}"))?;
     let out = resampler
         .process_all(&input, mono.len(), None)
         .map_err(|e| format!("resampling: {e}"))?;
@@ -176,8 +167,7 @@ pub(crate) mod tests {
         let mut w = hound::WavWriter::create(path, spec).unwrap();
         let n = (seconds * spec.sample_rate as f64).round() as usize;
         for i in 0..n {
-            let v = amplitude
-                * (2.0 * std::f64::consts::PI * freq * i as f64 / spec.sample_rate as f64).sin();
+            let v = amplitude * (2.0 * std::f64::consts::PI * freq * i as f64 / spec.sample_rate as f64).sin();
             for _ in 0..spec.channels {
                 match (spec.sample_format, spec.bits_per_sample) {
                     (hound::SampleFormat::Float, _) => w.write_sample(v as f32).unwrap(),
@@ -233,10 +223,7 @@ pub(crate) mod tests {
             // A 0.5 full-scale sine has RMS 0.354 × 32767 ≈ 11585; G.711 keeps it within a few %.
             let samples = decoded(&p);
             let level = rms(&samples[800..samples.len() - 800]);
-            assert!(
-                (level - 11585.0).abs() < 600.0,
-                "{rate}/{bits}/{channels}: rms {level}"
-            );
+            assert!((level - 11585.0).abs() < 600.0, "{rate}/{bits}/{channels}: rms {level}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -263,10 +250,7 @@ pub(crate) mod tests {
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        hound::WavWriter::create(&empty, spec)
-            .unwrap()
-            .finalize()
-            .unwrap();
+        hound::WavWriter::create(&empty, spec).unwrap().finalize().unwrap();
         assert!(matches!(
             load(&empty, Duration::from_secs(5)),
             Err(PromptError::Empty(..))

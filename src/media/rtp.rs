@@ -102,11 +102,7 @@ impl Stream {
 /// What the pacer reports for one due packet.
 pub enum Due<'a> {
     /// Send `packet` from stream `id` to `to`.
-    Packet {
-        id: u64,
-        to: SocketAddr,
-        packet: &'a [u8],
-    },
+    Packet { id: u64, to: SocketAddr, packet: &'a [u8] },
     /// Stream `id` sent its last packet.
     Finished { id: u64 },
 }
@@ -216,9 +212,7 @@ mod tests {
     use super::*;
 
     fn stream(id: u64, frames: usize, repeat: u32, start: Instant) -> Stream {
-        let audio: Arc<[u8]> = (0..frames * FRAME_SAMPLES)
-            .map(|i| (i / FRAME_SAMPLES) as u8)
-            .collect();
+        let audio: Arc<[u8]> = (0..frames * FRAME_SAMPLES).map(|i| (i / FRAME_SAMPLES) as u8).collect();
         Stream::new(
             id,
             "127.0.0.1:4000".parse().unwrap(),
@@ -257,11 +251,7 @@ mod tests {
             let (pt, mark, seq, ts, ssrc, len) = read_header(packet).unwrap();
             assert_eq!((pt, ssrc, len), (8, 0xABCD, 160));
             assert_eq!(mark, n == 0);
-            assert_eq!(
-                seq,
-                65534u16.wrapping_add(n as u16),
-                "sequence wraps continuously"
-            );
+            assert_eq!(seq, 65534u16.wrapping_add(n as u16), "sequence wraps continuously");
             assert_eq!(ts, 4_294_967_000u32.wrapping_add(160 * n as u32));
             assert_eq!(packet[12], n as u8, "payload is frame {n}");
         }
@@ -275,12 +265,7 @@ mod tests {
         let sent = drain(&mut p, t0);
         let frames: Vec<u8> = sent.iter().map(|(_, pk)| pk[12]).collect();
         assert_eq!(frames, [0, 1, 2, 0, 1, 2]);
-        assert_eq!(
-            sent.iter()
-                .filter(|(_, pk)| read_header(pk).unwrap().1)
-                .count(),
-            1
-        );
+        assert_eq!(sent.iter().filter(|(_, pk)| read_header(pk).unwrap().1).count(), 1);
     }
 
     #[test]

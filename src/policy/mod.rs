@@ -164,7 +164,10 @@ pub enum Decision {
     /// No number by that name: 404.
     UnknownNumber,
     /// The number exists but no rule matched: 480.
-    NoRule { line: String, why: String },
+    NoRule {
+        line: String,
+        why: String,
+    },
 }
 
 impl Policy {
@@ -199,11 +202,7 @@ impl Policy {
         }
         Decision::NoRule {
             line: line.name.clone(),
-            why: format!(
-                "{}: no rule matches {day:?} {}",
-                line.name,
-                local.strftime("%H:%M %Z")
-            ),
+            why: format!("{}: no rule matches {day:?} {}", line.name, local.strftime("%H:%M %Z")),
         }
     }
 }
@@ -305,24 +304,13 @@ mod tests {
     #[test]
     fn day_sets_and_ranges() {
         let d = DaySet::parse("fri-mon").unwrap();
-        assert!(
-            d.contains(Weekday::Sunday)
-                && d.contains(Weekday::Monday)
-                && !d.contains(Weekday::Tuesday)
-        );
+        assert!(d.contains(Weekday::Sunday) && d.contains(Weekday::Monday) && !d.contains(Weekday::Tuesday));
         let d = DaySet::parse("sat, sunday").unwrap();
-        assert!(
-            d.contains(Weekday::Saturday)
-                && d.contains(Weekday::Sunday)
-                && !d.contains(Weekday::Friday)
-        );
+        assert!(d.contains(Weekday::Saturday) && d.contains(Weekday::Sunday) && !d.contains(Weekday::Friday));
         assert!(DaySet::parse("funday").is_err());
         assert!(DaySet::parse("mo").is_err());
         let night = HourRange::parse("22:00-06:00").unwrap();
-        assert!(
-            night.contains(Time::constant(23, 0, 0, 0))
-                && night.contains(Time::constant(5, 59, 0, 0))
-        );
+        assert!(night.contains(Time::constant(23, 0, 0, 0)) && night.contains(Time::constant(5, 59, 0, 0)));
         assert!(!night.contains(Time::constant(6, 0, 0, 0)));
         assert!(HourRange::parse("10:00-10:00").is_err());
         assert!(HourRange::parse("9-17").is_err());

@@ -204,13 +204,7 @@ mod tests {
     use super::*;
 
     fn response_of(header: &str) -> &str {
-        header
-            .split("response=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap()
+        header.split("response=\"").nth(1).unwrap().split('"').next().unwrap()
     }
 
     #[test]
@@ -220,15 +214,7 @@ mod tests {
         )
         .unwrap();
         assert!(ch.qop_auth);
-        let h = authorization(
-            &ch,
-            "Mufasa",
-            "Circle Of Life",
-            "GET",
-            "/dir/index.html",
-            1,
-            "0a4f113b",
-        );
+        let h = authorization(&ch, "Mufasa", "Circle Of Life", "GET", "/dir/index.html", 1, "0a4f113b");
         assert_eq!(response_of(&h), "6629fae49393a05397450978507c4ef1");
         assert!(
             h.contains("nc=00000001")
@@ -245,29 +231,13 @@ mod tests {
         let best = best_challenge([md5.as_str(), sha.as_str()].into_iter()).unwrap();
         assert_eq!(best.algorithm, Algorithm::Sha256);
         let cnonce = "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ";
-        let h = authorization(
-            &best,
-            "Mufasa",
-            "Circle of Life",
-            "GET",
-            "/dir/index.html",
-            1,
-            cnonce,
-        );
+        let h = authorization(&best, "Mufasa", "Circle of Life", "GET", "/dir/index.html", 1, cnonce);
         assert_eq!(
             response_of(&h),
             "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
         );
         let ch = parse_challenge(&md5).unwrap();
-        let h = authorization(
-            &ch,
-            "Mufasa",
-            "Circle of Life",
-            "GET",
-            "/dir/index.html",
-            1,
-            cnonce,
-        );
+        let h = authorization(&ch, "Mufasa", "Circle of Life", "GET", "/dir/index.html", 1, cnonce);
         assert_eq!(response_of(&h), "8ca523f5e9506fed4657c9700eebdbec");
     }
 
@@ -279,16 +249,11 @@ mod tests {
         // RFC 2069 form: H(HA1:nonce:HA2), no qop/nc/cnonce.
         let ha1 = Algorithm::Md5.hash("u:r:p");
         let ha2 = Algorithm::Md5.hash("REGISTER:sip:r");
-        assert_eq!(
-            response_of(&h),
-            Algorithm::Md5.hash(&format!("{ha1}:n:{ha2}"))
-        );
+        assert_eq!(response_of(&h), Algorithm::Md5.hash(&format!("{ha1}:n:{ha2}")));
         assert!(!h.contains("qop"));
         assert!(parse_challenge("Basic realm=\"x\"").is_none());
         assert!(parse_challenge("Digest realm=\"x\", nonce=\"n\", qop=\"auth-int\"").is_none());
-        assert!(
-            parse_challenge("Digest realm=\"x\", nonce=\"n\", algorithm=SHA-512-256").is_none()
-        );
+        assert!(parse_challenge("Digest realm=\"x\", nonce=\"n\", algorithm=SHA-512-256").is_none());
         assert!(parse_challenge("Digest realm=\"x\"").is_none());
     }
 }

@@ -201,8 +201,7 @@ pub fn normalise(data: &[u8]) -> Result<Message, Unparseable> {
     // Tolerate leading CRLFs (RFC 3261 §7.5) and bare-LF line endings.
     let data = trim_leading_newlines(data);
     let (head, body) = split_head_body(data)?;
-    let head =
-        std::str::from_utf8(head).map_err(|_| Unparseable("header block is not UTF-8".into()))?;
+    let head = std::str::from_utf8(head).map_err(|_| Unparseable("header block is not UTF-8".into()))?;
     let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let start_line = lines.next().unwrap_or_default();
     let start = parse_start_line(start_line)?;
@@ -222,15 +221,12 @@ pub fn normalise(data: &[u8]) -> Result<Message, Unparseable> {
             value.push_str(line.trim());
             continue;
         }
-        let colon = line.find(':').ok_or_else(|| {
-            Unparseable(format!("header line without colon: {:?}", truncate(line)))
-        })?;
+        let colon = line
+            .find(':')
+            .ok_or_else(|| Unparseable(format!("header line without colon: {:?}", truncate(line))))?;
         let name = line[..colon].trim();
         if name.is_empty() || !name.bytes().all(is_token_char) {
-            return Err(Unparseable(format!(
-                "bad header name: {:?}",
-                truncate(name)
-            )));
+            return Err(Unparseable(format!("bad header name: {:?}", truncate(name))));
         }
         let name = canonical_name(name).to_string();
         headers.push((name, line[colon + 1..].trim().to_string()));
@@ -318,9 +314,7 @@ fn parse_start_line(line: &str) -> Result<StartLine, Unparseable> {
     let mut parts = line.split(' ');
     let (method, uri, version) = (parts.next(), parts.next(), parts.next());
     match (method, uri, version, parts.next()) {
-        (Some(m), Some(u), Some("SIP/2.0"), None)
-            if !m.is_empty() && m.bytes().all(is_token_char) && !u.is_empty() =>
-        {
+        (Some(m), Some(u), Some("SIP/2.0"), None) if !m.is_empty() && m.bytes().all(is_token_char) && !u.is_empty() => {
             Ok(StartLine::Request {
                 method: Method::parse(m),
                 uri: u.to_string(),
@@ -380,9 +374,7 @@ pub fn parse(data: &[u8], source: SocketAddr) -> Result<Incoming, Unparseable> {
         Ok(()) => {}
         Err(reason) => {
             return match msg.start {
-                StartLine::Request { ref method, .. }
-                    if *method != Method::Ack && can_answer(&msg) =>
-                {
+                StartLine::Request { ref method, .. } if *method != Method::Ack && can_answer(&msg) => {
                     Ok(Incoming::Invalid {
                         msg: Box::new(msg),
                         status: 400,
@@ -394,8 +386,7 @@ pub fn parse(data: &[u8], source: SocketAddr) -> Result<Incoming, Unparseable> {
         }
     }
     let call_id = msg.header("Call-ID").unwrap_or_default().to_string();
-    let (cseq, cseq_method) =
-        parse_cseq(msg.header("CSeq").unwrap_or_default()).expect("validated");
+    let (cseq, cseq_method) = parse_cseq(msg.header("CSeq").unwrap_or_default()).expect("validated");
     let top_via = msg.header("Via").unwrap_or_default();
     let branch = param(top_via, "branch").unwrap_or_default().to_string();
     let to_tag = msg
@@ -464,8 +455,7 @@ fn validate(msg: &Message) -> Result<(), String> {
             Some(_) => {}
         }
     }
-    let (_, cseq_method) =
-        parse_cseq(msg.header("CSeq").unwrap_or_default()).ok_or("malformed CSeq")?;
+    let (_, cseq_method) = parse_cseq(msg.header("CSeq").unwrap_or_default()).ok_or("malformed CSeq")?;
     if let StartLine::Request { method, .. } = &msg.start
         && *method != cseq_method
     {
@@ -560,10 +550,7 @@ pub fn uri_of(v: &str) -> &str {
 pub fn display_name(v: &str) -> Option<String> {
     let lt = v.find('<')?;
     let name = v[..lt].trim();
-    let name = name
-        .strip_prefix('"')
-        .and_then(|n| n.strip_suffix('"'))
-        .unwrap_or(name);
+    let name = name.strip_prefix('"').and_then(|n| n.strip_suffix('"')).unwrap_or(name);
     (!name.is_empty()).then(|| name.replace("\\\"", "\""))
 }
 
@@ -584,13 +571,7 @@ pub struct ResponseBuilder {
 impl ResponseBuilder {
     /// Start a response to `req` (Via with received/rport, From, To with our
     /// tag if given, Call-ID, CSeq).
-    pub fn new(
-        msg: &Message,
-        source: SocketAddr,
-        code: u16,
-        reason: &str,
-        to_tag: Option<&str>,
-    ) -> Self {
+    pub fn new(msg: &Message, source: SocketAddr, code: u16, reason: &str, to_tag: Option<&str>) -> Self {
         let mut out = String::with_capacity(640);
         let _ = write!(out, "SIP/2.0 {code} {reason}\r\n");
         for (i, via) in msg.headers_named("Via").enumerate() {
@@ -620,10 +601,7 @@ impl ResponseBuilder {
                 let _ = write!(out, "{name}: {v}\r\n");
             }
         }
-        ResponseBuilder {
-            out,
-            body: Vec::new(),
-        }
+        ResponseBuilder { out, body: Vec::new() }
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -732,9 +710,7 @@ From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:public@127.0.0.1>\r\nCall-ID: cid\r\nC
         let r = request(text);
         assert_eq!(r.branch, "z9hG4bK-top");
         assert_eq!(r.msg.headers_named("Via").count(), 2);
-        let resp =
-            String::from_utf8(ResponseBuilder::new(&r.msg, src(), 200, "OK", Some("t")).build())
-                .unwrap();
+        let resp = String::from_utf8(ResponseBuilder::new(&r.msg, src(), 200, "OK", Some("t")).build()).unwrap();
         assert_eq!(resp.matches("Via: ").count(), 2);
         assert!(resp.contains("To: <sip:public@127.0.0.1>;tag=t\r\n"));
     }
@@ -750,11 +726,7 @@ From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:public@127.0.0.1>\r\nCall-ID: cid\r\nC
     fn missing_call_id_is_400() {
         let text = INVITE.replace("Call-ID: call-1@127.0.0.1\r\n", "");
         match parse(text.as_bytes(), src()) {
-            Ok(Incoming::Invalid {
-                msg,
-                status,
-                reason,
-            }) => {
+            Ok(Incoming::Invalid { msg, status, reason }) => {
                 assert_eq!(status, 400);
                 assert!(reason.contains("Call-ID"), "{reason}");
                 assert!(msg.header("Via").is_some());
@@ -772,10 +744,7 @@ From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:public@127.0.0.1>\r\nCall-ID: cid\r\nC
             INVITE.replace("CSeq: 1 INVITE", "CSeq: one INVITE"),
         ] {
             assert!(
-                matches!(
-                    parse(text.as_bytes(), src()),
-                    Ok(Incoming::Invalid { status: 400, .. })
-                ),
+                matches!(parse(text.as_bytes(), src()), Ok(Incoming::Invalid { status: 400, .. })),
                 "{text}"
             );
         }

@@ -197,19 +197,12 @@ Contact: <{contact}>\r\nExpires: {expires}\r\nAllow: {allow}\r\nUser-Agent: {ua}
                 self.nc,
                 &cnonce,
             );
-            let name = if proxy {
-                "Proxy-Authorization"
-            } else {
-                "Authorization"
-            };
+            let name = if proxy { "Proxy-Authorization" } else { "Authorization" };
             let _ = write!(text, "{name}: {value}\r\n");
         }
         text.push_str("Content-Length: 0\r\n\r\n");
         self.in_flight = Some(branch.clone());
-        RegAction::Send {
-            request: text,
-            branch,
-        }
+        RegAction::Send { request: text, branch }
     }
 
     /// Begin (or restart at once, e.g. the network came back).
@@ -326,11 +319,7 @@ Contact: <{contact}>\r\nExpires: {expires}\r\nAllow: {allow}\r\nUser-Agent: {ua}
                         self.request(expires)
                     }
                     _ => {
-                        self.fail(
-                            "423 Interval Too Brief without a usable Min-Expires".into(),
-                            now,
-                            wall,
-                        );
+                        self.fail("423 Interval Too Brief without a usable Min-Expires".into(), now, wall);
                         RegAction::Wait
                     }
                 }
@@ -356,11 +345,7 @@ Contact: <{contact}>\r\nExpires: {expires}\r\nAllow: {allow}\r\nUser-Agent: {ua}
             .find(|c| message::uri_of(c).eq_ignore_ascii_case(&ours))
             .and_then(|c| message::param(c.rsplit('>').next().unwrap_or(""), "expires"))
             .and_then(|v| v.parse::<u32>().ok())
-            .or_else(|| {
-                resp.msg
-                    .header("Expires")
-                    .and_then(|v| v.trim().parse().ok())
-            })
+            .or_else(|| resp.msg.header("Expires").and_then(|v| v.trim().parse().ok()))
             .unwrap_or(self.expires);
 
         // NAT: the registrar saw us at another address; register that one.
@@ -484,13 +469,7 @@ mod tests {
 
     /// A response to `request`, as a registrar would send it.
     fn reply(request: &str, status: &str, extra: &str) -> Response {
-        let header = |n: &str| {
-            request
-                .lines()
-                .find(|l| l.starts_with(n))
-                .unwrap()
-                .to_string()
-        };
+        let header = |n: &str| request.lines().find(|l| l.starts_with(n)).unwrap().to_string();
         let via = header("Via:").replace(";rport", ";rport=5060;received=127.0.0.1");
         let text = format!(
             "SIP/2.0 {status}\r\n{via}\r\n{}\r\n{};tag=reg\r\n{}\r\n{}\r\n{extra}Content-Length: 0\r\n\r\n",
@@ -512,7 +491,8 @@ mod tests {
         }
     }
 
-    const CHALLENGE: &str = "WWW-Authenticate: Digest realm=\"provider.test\", nonce=\"n1\", qop=\"auth\", algorithm=MD5\r\n";
+    const CHALLENGE: &str =
+        "WWW-Authenticate: Digest realm=\"provider.test\", nonce=\"n1\", qop=\"auth\", algorithm=MD5\r\n";
 
     #[test]
     fn challenge_answered_then_registered_and_refreshed_at_three_quarters() {
@@ -525,10 +505,7 @@ mod tests {
         let second = sent(r.on_response(&reply(&first, "401 Unauthorized", CHALLENGE), t0, wall()));
         assert!(second.contains("Authorization: Digest username=\"0501110001\", realm=\"provider.test\", nonce=\"n1\", uri=\"sip:provider.test\""));
         assert!(second.contains("CSeq: 2 REGISTER") && second.contains("nc=00000001"));
-        assert!(
-            !second.contains("s3cret"),
-            "the password itself never goes on the wire"
-        );
+        assert!(!second.contains("s3cret"), "the password itself never goes on the wire");
         let ok = reply(
             &second,
             "200 OK",
@@ -557,9 +534,7 @@ mod tests {
             RegAction::Wait
         );
         assert_eq!(r.state(), RegState::Failing);
-        assert!(
-            matches!(&r.events[0], RegEvent::Failed { error, .. } if error.contains("refused the username"))
-        );
+        assert!(matches!(&r.events[0], RegEvent::Failed { error, .. } if error.contains("refused the username")));
         let mut delays = Vec::new();
         let mut now = t0;
         for _ in 0..8 {
@@ -575,18 +550,10 @@ mod tests {
             r.on_response(&reply(&req, "401 Unauthorized", &again), now, wall());
         }
         // 2, 4, 8, 16, 32, then the 60 s cap, each ±20 %.
-        for (d, ideal) in delays
-            .iter()
-            .zip([2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0])
-        {
+        for (d, ideal) in delays.iter().zip([2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]) {
             assert!((d - ideal).abs() <= ideal * 0.2 + 0.001, "{delays:?}");
         }
-        assert_eq!(
-            r.events.len(),
-            1,
-            "the same error is reported once: {:?}",
-            r.events
-        );
+        assert_eq!(r.events.len(), 1, "the same error is reported once: {:?}", r.events);
     }
 
     #[test]
@@ -628,9 +595,7 @@ mod tests {
         // The refresh times out (Timer F, 32 s later): still registered until 60 s.
         let t1 = refresh_at + Duration::from_secs(32);
         r.on_timeout(t1, wall());
-        assert!(
-            matches!(&r.events[1], RegEvent::Failed { error, .. } if error.contains("no response"))
-        );
+        assert!(matches!(&r.events[1], RegEvent::Failed { error, .. } if error.contains("no response")));
         let retry = r.poll_timeout().unwrap();
         assert!(retry > t1);
         // Past the binding's expiry we report it as failing.
@@ -646,10 +611,7 @@ mod tests {
         let mut resp = reply(&first, "200 OK", "Expires: 60\r\n");
         for (n, v) in resp.msg.headers.iter_mut() {
             if n == "Via" {
-                *v = v.replace(
-                    "rport=5060;received=127.0.0.1",
-                    "rport=40000;received=127.0.0.9",
-                );
+                *v = v.replace("rport=5060;received=127.0.0.1", "rport=40000;received=127.0.0.9");
             }
         }
         let again = sent(r.on_response(&resp, t0, wall()));

@@ -115,22 +115,14 @@ fn parse_ip(nettype_addr: &str) -> Result<IpAddr, SdpError> {
     if net != Some("IN") {
         return Err(SdpError::Malformed(format!("c= line {nettype_addr:?}")));
     }
-    let addr = addr
-        .unwrap_or_default()
-        .split('/')
-        .next()
-        .unwrap_or_default();
-    addr.parse().map_err(|_| {
-        SdpError::Malformed(format!(
-            "c= address {addr:?} (host names are not supported)"
-        ))
-    })
+    let addr = addr.unwrap_or_default().split('/').next().unwrap_or_default();
+    addr.parse()
+        .map_err(|_| SdpError::Malformed(format!("c= address {addr:?} (host names are not supported)")))
 }
 
 impl SessionDescription {
     pub fn parse(body: &[u8]) -> Result<Self, SdpError> {
-        let text =
-            std::str::from_utf8(body).map_err(|_| SdpError::Malformed("not UTF-8".into()))?;
+        let text = std::str::from_utf8(body).map_err(|_| SdpError::Malformed("not UTF-8".into()))?;
         let mut sd = SessionDescription {
             connection: None,
             media: Vec::new(),
@@ -174,14 +166,9 @@ impl SessionDescription {
                     Some(("rtpmap", map)) => {
                         let (pt, enc) = map.split_once(' ').unwrap_or((map, ""));
                         let mut enc = enc.trim().split('/');
-                        if let (Ok(pt), Some(name), Some(rate)) =
-                            (pt.parse(), enc.next(), enc.next())
-                        {
-                            m.rtpmaps.push((
-                                pt,
-                                name.to_ascii_uppercase(),
-                                rate.parse().unwrap_or(0),
-                            ));
+                        if let (Ok(pt), Some(name), Some(rate)) = (pt.parse(), enc.next(), enc.next()) {
+                            m.rtpmaps
+                                .push((pt, name.to_ascii_uppercase(), rate.parse().unwrap_or(0)));
                         }
                     }
                     None => match value {
@@ -220,9 +207,7 @@ impl MediaSection {
         self.rtpmaps
             .iter()
             .find(|(pt, name, rate)| {
-                name == "TELEPHONE-EVENT"
-                    && *rate == 8000
-                    && self.formats.iter().any(|f| f == &pt.to_string())
+                name == "TELEPHONE-EVENT" && *rate == 8000 && self.formats.iter().any(|f| f == &pt.to_string())
             })
             .map(|(pt, _, _)| *pt)
     }
@@ -273,9 +258,7 @@ pub fn answer(
         ));
     }
     let Some((index, negotiated)) = chosen else {
-        return Err(SdpError::NotAcceptable(
-            "no audio stream offers PCMU or PCMA".into(),
-        ));
+        return Err(SdpError::NotAcceptable("no audio stream offers PCMU or PCMA".into()));
     };
 
     let mut out = String::with_capacity(256);
@@ -296,22 +279,11 @@ pub fn answer(
         if let Some(te) = negotiated.telephone_event {
             let _ = write!(out, " {te}");
         }
-        let _ = write!(
-            out,
-            "\r\na=rtpmap:{pt} {}/8000\r\n",
-            negotiated.codec.name()
-        );
+        let _ = write!(out, "\r\na=rtpmap:{pt} {}/8000\r\n", negotiated.codec.name());
         if let Some(te) = negotiated.telephone_event {
-            let _ = write!(
-                out,
-                "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n"
-            );
+            let _ = write!(out, "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n");
         }
-        let _ = write!(
-            out,
-            "a=ptime:20\r\na={}\r\n",
-            negotiated.direction.attribute()
-        );
+        let _ = write!(out, "a=ptime:20\r\na={}\r\n", negotiated.direction.attribute());
     }
     Ok((negotiated, out))
 }
@@ -367,9 +339,7 @@ mod tests {
     }
 
     fn offer_sdp(media: &str) -> SessionDescription {
-        let text = format!(
-            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n{media}"
-        );
+        let text = format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n{media}");
         SessionDescription::parse(text.as_bytes()).unwrap()
     }
 
@@ -387,14 +357,9 @@ mod tests {
 
     #[test]
     fn skips_unsupported_codecs_in_preference_order() {
-        let o = offer_sdp(
-            "m=audio 6000 RTP/AVP 9 18 0\r\na=rtpmap:9 G722/8000\r\na=rtpmap:18 G729/8000\r\n",
-        );
+        let o = offer_sdp("m=audio 6000 RTP/AVP 9 18 0\r\na=rtpmap:9 G722/8000\r\na=rtpmap:18 G729/8000\r\n");
         let (n, sdp) = answer(&o, local(), 20000, 7).unwrap();
-        assert_eq!(
-            (n.codec, n.payload_type, n.telephone_event),
-            (Codec::Pcmu, 0, None)
-        );
+        assert_eq!((n.codec, n.payload_type, n.telephone_event), (Codec::Pcmu, 0, None));
         assert!(sdp.contains("m=audio 20000 RTP/AVP 0\r\n"));
         assert!(!sdp.contains("telephone-event"));
     }
@@ -409,25 +374,13 @@ mod tests {
     #[test]
     fn no_common_codec_is_not_acceptable() {
         let o = offer_sdp("m=audio 6000 RTP/AVP 9\r\na=rtpmap:9 G722/8000\r\n");
-        assert!(matches!(
-            answer(&o, local(), 20000, 1),
-            Err(SdpError::NotAcceptable(_))
-        ));
+        assert!(matches!(answer(&o, local(), 20000, 1), Err(SdpError::NotAcceptable(_))));
         let o = offer_sdp("m=video 6000 RTP/AVP 96\r\n");
-        assert!(matches!(
-            answer(&o, local(), 20000, 1),
-            Err(SdpError::NotAcceptable(_))
-        ));
+        assert!(matches!(answer(&o, local(), 20000, 1), Err(SdpError::NotAcceptable(_))));
         let o = offer_sdp("m=audio 0 RTP/AVP 0\r\n");
-        assert!(matches!(
-            answer(&o, local(), 20000, 1),
-            Err(SdpError::NotAcceptable(_))
-        ));
+        assert!(matches!(answer(&o, local(), 20000, 1), Err(SdpError::NotAcceptable(_))));
         let o = offer_sdp("m=audio 6000 RTP/SAVP 0\r\n");
-        assert!(matches!(
-            answer(&o, local(), 20000, 1),
-            Err(SdpError::NotAcceptable(_))
-        ));
+        assert!(matches!(answer(&o, local(), 20000, 1), Err(SdpError::NotAcceptable(_))));
     }
 
     #[test]
@@ -461,19 +414,14 @@ mod tests {
             Err(SdpError::Malformed(_))
         ));
         let o = SessionDescription::parse(b"v=0\r\nm=audio 6000 RTP/AVP 0\r\n").unwrap();
-        assert!(matches!(
-            answer(&o, local(), 1, 1),
-            Err(SdpError::Malformed(_))
-        ));
+        assert!(matches!(answer(&o, local(), 1, 1), Err(SdpError::Malformed(_))));
     }
 
     #[test]
     fn our_offer_and_its_answer() {
         let ours = offer(local(), 20000, 5);
         assert!(ours.contains("m=audio 20000 RTP/AVP 0 8 101\r\n"));
-        let reply =
-            SessionDescription::parse(b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 7000 RTP/AVP 8\r\n")
-                .unwrap();
+        let reply = SessionDescription::parse(b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 7000 RTP/AVP 8\r\n").unwrap();
         let n = accept_answer(&reply).unwrap();
         assert_eq!((n.codec, n.remote.port()), (Codec::Pcma, 7000));
     }

@@ -96,10 +96,7 @@ impl ServerInvite {
             return;
         }
         self.last_response = Some(wire);
-        self.retransmit = Some((
-            now + self.timers.t1,
-            (self.timers.t1 * 2).min(self.timers.t2),
-        ));
+        self.retransmit = Some((now + self.timers.t1, (self.timers.t1 * 2).min(self.timers.t2)));
         self.deadline = Some(now + self.timers.t1x64());
         self.state = if (200..300).contains(&code) {
             InviteState::Accepted
@@ -261,14 +258,16 @@ impl ClientNonInvite {
         Some(code)
     }
 
+    /// A final response has arrived.
+    pub fn is_completed(&self) -> bool {
+        self.completed
+    }
+
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.terminated {
             return None;
         }
-        Some(
-            self.retransmit
-                .map_or(self.deadline, |(r, _)| r.min(self.deadline)),
-        )
+        Some(self.retransmit.map_or(self.deadline, |(r, _)| r.min(self.deadline)))
     }
 
     pub fn handle_timeout(&mut self, now: Instant) -> Option<TimerOutcome> {
@@ -303,12 +302,7 @@ mod tests {
     }
 
     /// Drive a transaction through virtual time, collecting when each outcome happened.
-    fn run<F, P>(
-        start: Instant,
-        until: Duration,
-        mut poll: P,
-        mut fire: F,
-    ) -> Vec<(u128, TimerOutcome)>
+    fn run<F, P>(start: Instant, until: Duration, mut poll: P, mut fire: F) -> Vec<(u128, TimerOutcome)>
     where
         P: FnMut() -> Option<Instant>,
         F: FnMut(Instant) -> Option<TimerOutcome>,
@@ -346,9 +340,7 @@ mod tests {
         // 0.5, 1.5, 3.5, 7.5, then every 4 s, until 32 s.
         assert_eq!(
             times,
-            [
-                500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500, 32000
-            ]
+            [500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500, 32000]
         );
         assert!(matches!(seen[0].1, TimerOutcome::Retransmit(_)));
         assert_eq!(seen.last().unwrap().1, TimerOutcome::AckTimeout);
@@ -434,9 +426,7 @@ mod tests {
         let times: Vec<u128> = seen.iter().map(|(t, _)| *t).collect();
         assert_eq!(
             times,
-            [
-                500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500, 32000
-            ]
+            [500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500, 32000]
         );
         assert_eq!(seen.last().unwrap().1, TimerOutcome::RequestTimeout);
     }
@@ -451,11 +441,7 @@ mod tests {
         assert_eq!(tx.poll_timeout(), Some(t0 + Duration::from_millis(4500)));
         let done = t0 + Duration::from_secs(1);
         assert_eq!(tx.on_response(200, done), Some(200));
-        assert_eq!(
-            tx.on_response(200, done),
-            None,
-            "retransmitted 200 is absorbed"
-        );
+        assert_eq!(tx.on_response(200, done), None, "retransmitted 200 is absorbed");
         assert_eq!(tx.poll_timeout(), Some(done + Duration::from_secs(5)));
         assert_eq!(
             tx.handle_timeout(done + Duration::from_secs(5)),
