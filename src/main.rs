@@ -43,14 +43,14 @@ enum Command {
 }
 
 fn status(path: &std::path::Path) -> ExitCode {
-    let config = match config::load(path) {
-        Ok(c) => c,
-        Err(errors) => {
-            eprintln!("{errors}");
+    let file = match config::status_file_of(path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    let file = &config.settings.status_file;
+    let file = &file;
     let status: denwa::server::StatusFile = match std::fs::read(file)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
@@ -106,8 +106,10 @@ fn status(path: &std::path::Path) -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DENWA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person at a terminal; files and journald get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

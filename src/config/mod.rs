@@ -361,6 +361,19 @@ fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
     Ok((a, b))
 }
 
+/// Where the running engine of this config writes its status, without
+/// validating the rest (so `denwa status` needs no secrets).
+pub fn status_file_of(path: &Path) -> Result<PathBuf, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let value: toml::Table = toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+    let relative = value
+        .get("records")
+        .and_then(|r| r.get("status"))
+        .and_then(|s| s.as_str())
+        .unwrap_or("../var/status.json");
+    Ok(path.parent().unwrap_or(Path::new(".")).join(relative))
+}
+
 /// Load and validate a config file, loading every prompt it names.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let source = std::fs::read_to_string(path).map_err(|e| {
@@ -464,8 +477,8 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
     // [provider]
     let provider = file.provider.as_ref();
     let expires = match provider.and_then(|p| p.expires.as_ref()) {
-        Some(e) if !(30..=86_400).contains(e.get_ref()) => {
-            ck.error(&e.span(), "provider.expires", "must be between 30 and 86400 seconds");
+        Some(e) if !(10..=86_400).contains(e.get_ref()) => {
+            ck.error(&e.span(), "provider.expires", "must be between 10 and 86400 seconds");
             600
         }
         Some(e) => *e.get_ref(),
@@ -489,6 +502,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
         Duration::from_secs(30),
     );
     let mut registrations = Vec::new();
+    let mut any_registers = false;
 
     // [numbers.*]
     let mut numbers = BTreeMap::new();
@@ -534,7 +548,9 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
             }
         }
         let registrar = section.registrar.as_ref().or(provider.map(|p| &p.registrar));
-        if section.register.unwrap_or(registrar.is_some())
+        let registers = section.register.unwrap_or(registrar.is_some());
+        any_registers |= registers;
+        if registers
             && let Some(r) = compile_registration(&mut ck, &key, name, &number, section, registrar, provider, &base)
         {
             registrations.push(NumberRegistration {
@@ -572,7 +588,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
             }
         }
     }
-    if trusted.is_empty() && registrations.is_empty() && !file.numbers.is_empty() {
+    if trusted.is_empty() && !any_registers && !file.numbers.is_empty() {
         ck.error(
             &file.sip.listen.span(),
             "sip.trusted_sources",
@@ -804,7 +820,10 @@ mod tests {
     use super::*;
 
     fn prompt_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("denwa-config-{}", std::process::id()));
+        // One directory per call: tests run in parallel and rewrite the prompt.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("denwa-config-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let spec = hound::WavSpec {
             channels: 1,

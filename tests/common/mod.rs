@@ -1,0 +1,263 @@
+//! The harness the interop tests share: the real denwa binary on a temporary
+//! config, SIPp runs against it, and a UDP sink for denwa's RTP.
+#![allow(dead_code)] // each test file uses its own part of the harness
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use denwa::media::rtp::read_header;
+
+/// Each denwa under test gets its own RTP port block, so tests run in parallel.
+static NEXT_BLOCK: AtomicU16 = AtomicU16::new(0);
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn write_tone(path: &Path, rate: u32, channels: u16, seconds: f64) {
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..(seconds * rate as f64).round() as usize {
+        let v = (0.3 * (2.0 * std::f64::consts::PI * 440.0 * i as f64 / rate as f64).sin() * 32767.0) as i16;
+        for _ in 0..channels {
+            w.write_sample(v).unwrap();
+        }
+    }
+    w.finalize().unwrap();
+}
+
+pub struct Denwa {
+    child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl Denwa {
+    /// Start the release-built binary on a fresh config with these numbers:
+    /// `five` (a 5.00 s prompt recorded at 44.1 kHz stereo), `short` (1 s),
+    /// `slow` (rings 5 s before answering).
+    pub fn start(name: &str) -> Denwa {
+        Denwa::start_with(name, "[sip]\ntrusted_sources = [\"127.0.0.0/8\"]\n", "", &[])
+    }
+
+    /// `sip_extra` goes into `[sip]` (it must start with the `[sip]` header
+    /// line or be empty), `extra` is appended (provider, numbers), `env` is
+    /// given to the process (passwords).
+    pub fn start_with(name: &str, sip_extra: &str, extra: &str, env: &[(&str, &str)]) -> Denwa {
+        let dir = std::env::temp_dir().join(format!("denwa-interop-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        write_tone(&dir.join("five.wav"), 44_100, 2, 5.0);
+        write_tone(&dir.join("short.wav"), 16_000, 1, 1.0);
+        let port = free_udp_port();
+        let block = 30_000 + NEXT_BLOCK.fetch_add(1, Ordering::SeqCst) * 200;
+        let config = format!(
+            r#"
+{sip_extra}
+listen = "127.0.0.1:{port}"
+rtp_ports = "{block}-{last}"
+[prompts]
+dir = "."
+[records]
+call_log = "calls.jsonl"
+status = "status.json"
+[numbers.five]
+register = false
+number = "0501110005"
+[[numbers.five.rules]]
+announce = "five.wav"
+[numbers.short]
+register = false
+number = "0501110006"
+[[numbers.short.rules]]
+announce = "short.wav"
+[numbers.slow]
+register = false
+number = "0501110007"
+[[numbers.slow.rules]]
+announce = "short.wav"
+answer_after = "5s"
+{extra}
+"#,
+            sip_extra = if sip_extra.is_empty() { "[sip]" } else { sip_extra },
+            last = block + 199
+        );
+        std::fs::write(dir.join("shop.toml"), config).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_denwa"))
+            .args(["run", "--config"])
+            .arg(dir.join("shop.toml"))
+            .envs(env.iter().copied())
+            .env("DENWA_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("denwa.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let denwa = Denwa { child, port, dir };
+        denwa.wait_ready();
+        denwa
+    }
+
+    /// Poll with OPTIONS until denwa answers.
+    fn wait_ready(&self) {
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let local = probe.local_addr().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut n = 0;
+        while Instant::now() < deadline {
+            n += 1;
+            let options = format!(
+                "OPTIONS sip:ping@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-ready-{n}\r\n\
+From: <sip:probe@{local}>;tag=p\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: ready-{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+                self.port
+            );
+            probe.send_to(options.as_bytes(), ("127.0.0.1", self.port)).unwrap();
+            let mut buf = [0u8; 2048];
+            if let Ok(len) = probe.recv(&mut buf)
+                && buf[..len].starts_with(b"SIP/2.0 200")
+            {
+                return;
+            }
+        }
+        panic!("denwa did not come up; log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("denwa.log")).unwrap_or_default()
+    }
+
+    pub fn call_log(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.join("calls.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Wait until the call log has `n` lines (it is written as calls end).
+    pub fn wait_for_calls(&self, n: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let calls = self.call_log();
+            if calls.len() >= n || Instant::now() > deadline {
+                return calls;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Run one SIPp scenario against this denwa and require it to pass.
+    pub fn sipp(&self, scenario: &str, service: &str, keys: &[(&str, String)]) {
+        self.sipp_to(
+            &format!("127.0.0.1:{}", self.port),
+            "127.0.0.1",
+            scenario,
+            service,
+            keys,
+        );
+    }
+
+    /// Run SIPp from `local_ip` against `target` (denwa, or a proxy in front of it).
+    pub fn sipp_to(&self, target: &str, local_ip: &str, scenario: &str, service: &str, keys: &[(&str, String)]) {
+        let mut cmd = Command::new("sipp");
+        cmd.arg(target)
+            .arg("-sf")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(scenario))
+            .args(["-s", service, "-m", "1", "-i", local_ip, "-mi", local_ip, "-nostdin"])
+            .args(["-p", &free_udp_port().to_string(), "-mp", &free_udp_port().to_string()])
+            .args(["-timeout", "40s", "-timeout_error", "-trace_err"])
+            .arg("-error_file")
+            .arg(self.dir.join(format!("{scenario}.errors.log")))
+            .current_dir(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in keys {
+            cmd.args(["-key", k, v]);
+        }
+        let out = cmd.output().expect("sipp is installed (Debian package sip-tester)");
+        assert!(
+            out.status.success(),
+            "sipp {scenario} failed ({}):\n{}\nsipp errors:\n{}\ndenwa log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(self.dir.join(format!("{scenario}.errors.log"))).unwrap_or_default(),
+            self.log()
+        );
+    }
+}
+
+impl Drop for Denwa {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                let _ = std::fs::remove_dir_all(&self.dir);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+/// Receives denwa's RTP in a thread while SIPp drives the call.
+pub struct RtpSink {
+    pub port: u16,
+    pub packets: std::thread::JoinHandle<Vec<(Instant, Vec<u8>)>>,
+}
+
+impl RtpSink {
+    pub fn start() -> RtpSink {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let packets = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 2048];
+            // Wait up to 15 s for the first packet, then until 1.5 s of silence.
+            socket.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+            while let Ok(n) = socket.recv(&mut buf) {
+                got.push((Instant::now(), buf[..n].to_vec()));
+                socket.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+            }
+            got
+        });
+        RtpSink { port, packets }
+    }
+}
+
+pub fn check_stream(packets: &[(Instant, Vec<u8>)], payload_type: u8, expected: usize) {
+    assert!(
+        packets.len().abs_diff(expected) <= 2,
+        "{} RTP packets, expected {expected} ± 2",
+        packets.len()
+    );
+    let first = read_header(&packets[0].1).expect("valid RTP");
+    assert!(first.1, "marker bit on the first packet");
+    for (n, (_, p)) in packets.iter().enumerate() {
+        let (pt, mark, seq, ts, ssrc, len) = read_header(p).expect("valid RTP");
+        assert_eq!((pt, ssrc, len), (payload_type, first.4, 160), "packet {n}");
+        assert_eq!(mark, n == 0, "packet {n} marker");
+        assert_eq!(seq, first.2.wrapping_add(n as u16), "sequence continuous at packet {n}");
+        assert_eq!(
+            ts,
+            first.3.wrapping_add(160 * n as u32),
+            "timestamp continuous at packet {n}"
+        );
+    }
+    let span = packets.last().unwrap().0 - packets[0].0;
+    let ideal = Duration::from_millis(20 * (packets.len() as u64 - 1));
+    let drift = span.abs_diff(ideal);
+    assert!(
+        drift < Duration::from_millis(100),
+        "stream took {span:?}, ideal {ideal:?}"
+    );
+}

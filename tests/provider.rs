@@ -1,0 +1,306 @@
+//! denwa registered with a real registrar: Kamailio (Debian `kamailio`) plays
+//! the SIP provider on loopback, demanding digest auth and routing each DID's
+//! INVITEs to the contact registered for it; SIPp places the calls.
+//! Run with `cargo test --features interop` (CI always does).
+
+mod common;
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Denwa, RtpSink, check_stream, free_udp_port};
+
+/// The three example numbers and the passwords Kamailio holds for them.
+const ACCOUNTS: [(&str, &str, &str); 3] = [
+    ("public", "0501110001", "pw-public-7"),
+    ("delivery", "0501110002", "pw-delivery-7"),
+    ("partner", "0501110003", "pw-partner-7"),
+];
+
+struct Kamailio {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Kamailio {
+    fn start(name: &str) -> Kamailio {
+        let dir = std::env::temp_dir().join(format!("denwa-kamailio-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut k = Kamailio {
+            child: None,
+            port: free_udp_port(),
+            dir,
+        };
+        k.spawn();
+        k
+    }
+
+    fn spawn(&mut self) {
+        let template =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kamailio/kamailio.cfg")).unwrap();
+        let passwords: String = ACCOUNTS
+            .iter()
+            .map(|(_, user, pw)| format!("    $sht(users=>{user}) = \"{pw}\";\n"))
+            .collect();
+        let cfg = template
+            .replace("__PORT__", &self.port.to_string())
+            .replace("__PASSWORDS__", &passwords);
+        std::fs::write(self.dir.join("kamailio.cfg"), cfg).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("kamailio.log"))
+            .unwrap();
+        let child = Command::new("kamailio")
+            .arg("-f")
+            .arg(self.dir.join("kamailio.cfg"))
+            .args(["-DD", "-E", "-m", "64", "-M", "8", "-Y"])
+            .arg(&self.dir)
+            .arg("-P")
+            .arg(self.dir.join("kamailio.pid"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("kamailio is installed (Debian package kamailio)");
+        self.child = Some(child);
+        // Ready when it answers anything.
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let local = probe.local_addr().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for n in 0.. {
+            assert!(Instant::now() < deadline, "kamailio did not start:\n{}", self.log());
+            let ping = format!(
+                "OPTIONS sip:ping@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-k{n}\r\nMax-Forwards: 5\r\n\
+From: <sip:probe@{local}>;tag=p\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: kready-{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+                self.port
+            );
+            probe.send_to(ping.as_bytes(), ("127.0.0.1", self.port)).unwrap();
+            let mut buf = [0u8; 2048];
+            if probe.recv(&mut buf).is_ok() {
+                return;
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("kamailio.log")).unwrap_or_default()
+    }
+
+    fn saved(&self, user: &str) -> usize {
+        self.log().matches(&format!("REGISTER {user}: saved")).count()
+    }
+
+    fn challenges(&self, user: &str) -> usize {
+        self.log().matches(&format!("REGISTER {user}: challenge")).count()
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// denwa with the three example numbers registered at `kamailio`; `wrong`
+/// gives that line a wrong password. No trusted sources: only the provider.
+fn denwa_at(kamailio: &Kamailio, name: &str, expires: u32, wrong: Option<&str>) -> Denwa {
+    let mut extra = format!(
+        "[provider]\nregistrar = \"{}\"\nexpires = {expires}\nretry_max = \"4s\"\nkeepalive = \"5s\"\n",
+        kamailio.address()
+    );
+    let mut env = Vec::new();
+    for (line, user, pw) in ACCOUNTS {
+        let var = format!("DENWA_TEST_PW_{}", line.to_uppercase());
+        extra.push_str(&format!(
+            "[numbers.{line}]\nnumber = \"{user}\"\npassword_env = \"{var}\"\n[[numbers.{line}.rules]]\nannounce = \"short.wav\"\n"
+        ));
+        let pw = if wrong == Some(line) { "not-the-password" } else { pw };
+        env.push((var, pw.to_string()));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Denwa::start_with(name, "", &extra, &env)
+}
+
+fn status(denwa: &Denwa) -> serde_json::Value {
+    std::fs::read(denwa.dir.join("status.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn state_of(denwa: &Denwa, line: &str) -> String {
+    status(denwa)["registrations"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["line"] == line))
+        .map(|r| r["state"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    start.elapsed()
+}
+
+#[test]
+fn all_numbers_register_with_digest_auth_and_refresh_before_expiry() {
+    let kamailio = Kamailio::start("refresh");
+    let denwa = denwa_at(&kamailio, "refresh", 10, None);
+    for (line, user, _) in ACCOUNTS {
+        wait_until(&format!("{line} registered"), Duration::from_secs(10), || {
+            state_of(&denwa, line) == "registered"
+        });
+        assert!(kamailio.challenges(user) >= 1, "kamailio challenged {user}");
+        assert!(kamailio.saved(user) >= 1);
+    }
+    // Granted 10 s: the refresh comes at 7.5 s, before the binding lapses.
+    for (_, user, _) in ACCOUNTS {
+        wait_until(&format!("{user} refreshed"), Duration::from_secs(10), || {
+            kamailio.saved(user) >= 2
+        });
+    }
+    for (line, _, _) in ACCOUNTS {
+        assert_eq!(state_of(&denwa, line), "registered");
+    }
+    assert!(!denwa.log().contains("pw-public-7"), "no password in the log");
+    // `denwa status` shows the same to the owner.
+    let out = Command::new(env!("CARGO_BIN_EXE_denwa"))
+        .args(["status", "--config"])
+        .arg(denwa.dir.join("shop.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for (line, user, _) in ACCOUNTS {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(line) && l.contains(user) && l.contains("registered")),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn wrong_password_is_reported_once_and_retried_with_backoff() {
+    let kamailio = Kamailio::start("wrong");
+    let denwa = denwa_at(&kamailio, "wrong", 60, Some("partner"));
+    wait_until("partner failing", Duration::from_secs(10), || {
+        state_of(&denwa, "partner") == "failing"
+    });
+    wait_until("public registered", Duration::from_secs(10), || {
+        state_of(&denwa, "public") == "registered"
+    });
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(8));
+    let attempts = kamailio.challenges("0501110003");
+    // Back-off 2, 4, 4 … s (retry_max 4 s): a handful in 8 s, never a tight loop.
+    assert!(
+        attempts <= 12,
+        "{attempts} challenges for the wrong password in {:?}",
+        started.elapsed()
+    );
+    let s = status(&denwa);
+    let partner = s["registrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["line"] == "partner")
+        .unwrap()
+        .clone();
+    assert!(
+        partner["last_error"].as_str().unwrap().contains("refused the username"),
+        "{partner}"
+    );
+    let log = denwa.log();
+    let reports = log
+        .lines()
+        .filter(|l| l.contains("registration failed") && l.contains("line=partner"))
+        .count();
+    assert_eq!(reports, 1, "the error is reported once:\n{log}");
+    assert!(!log.contains("not-the-password"));
+}
+
+#[test]
+fn registrar_restart_leads_to_reregistration_within_the_backoff_bound() {
+    let mut kamailio = Kamailio::start("restart");
+    let denwa = denwa_at(&kamailio, "restart", 10, None);
+    wait_until("registered", Duration::from_secs(10), || {
+        state_of(&denwa, "public") == "registered"
+    });
+    kamailio.stop();
+    // The refresh fails (no answer): once the 10 s binding lapses it is failing.
+    wait_until("failing", Duration::from_secs(60), || {
+        state_of(&denwa, "public") == "failing"
+    });
+    let before = kamailio.saved("0501110001");
+    kamailio.spawn();
+    // retry_max is 4 s (+20 % jitter), plus one REGISTER round trip.
+    let took = wait_until("re-registered", Duration::from_secs(8), || {
+        state_of(&denwa, "public") == "registered" && kamailio.saved("0501110001") > before
+    });
+    assert!(took <= Duration::from_secs(6), "re-registered after {took:?}");
+}
+
+#[test]
+fn calls_through_the_provider_reach_each_number_and_direct_calls_are_refused() {
+    let kamailio = Kamailio::start("calls");
+    let denwa = denwa_at(&kamailio, "calls", 60, None);
+    for (line, _, _) in ACCOUNTS {
+        wait_until(&format!("{line} registered"), Duration::from_secs(10), || {
+            state_of(&denwa, line) == "registered"
+        });
+    }
+    for (n, (line, user, _)) in ACCOUNTS.iter().enumerate() {
+        let sink = RtpSink::start();
+        let keys = [
+            ("rtp_port", sink.port.to_string()),
+            ("codec_pt", "0".into()),
+            ("codec_name", "PCMU".into()),
+        ];
+        // SIPp dials the DID at the provider; Kamailio routes it to denwa's
+        // registered contact; denwa's BYE goes back along the Record-Route.
+        denwa.sipp_to(&kamailio.address(), "127.0.0.1", "announce.xml", user, &keys);
+        check_stream(&sink.packets.join().unwrap(), 0, 50);
+        let calls = denwa.wait_for_calls(n + 1);
+        let last = &calls[n];
+        assert_eq!(last["line"], *line, "{calls:?}");
+        assert_eq!(last["dialled"], *user);
+        assert_eq!(last["hung_up_by"], "denwa");
+        assert!(
+            kamailio.log().contains(&format!("INVITE for {user} relayed to sip:dw-")),
+            "the call went through the provider to our registered contact:\n{}",
+            kamailio.log()
+        );
+    }
+    // A scanner at another address dials denwa directly: 403, no call.
+    denwa.sipp_to(
+        &format!("127.0.0.1:{}", denwa.port),
+        "127.0.0.2",
+        "forbidden.xml",
+        "0501110001",
+        &[],
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(denwa.call_log().len(), ACCOUNTS.len());
+    assert!(denwa.log().contains("refused a call from an untrusted source"));
+}
