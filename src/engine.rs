@@ -170,7 +170,8 @@ impl Engine {
 
     /// Register a number with its provider (call before [`start`](Self::start)).
     pub fn add_registration(&mut self, cfg: RegistrationConfig, wall: Timestamp) {
-        self.contact_users.insert(cfg.contact_user.clone(), cfg.line.clone());
+        self.contact_users
+            .insert(cfg.contact_user.clone(), cfg.account.line.clone());
         let seed = self.random();
         self.registrations.push(Registration::new(cfg, seed, wall));
     }
@@ -206,25 +207,13 @@ impl Engine {
     /// Send what a registration asked for, arm its timers, and log what changed.
     fn after_registration(&mut self, now: Now, i: usize, action: RegAction) {
         if let RegAction::Send { request, branch } = action {
-            let dest = self.registrations[i].cfg.destination;
-            let wire: Wire = request.into_bytes().into();
-            self.transmit(dest, wire.clone());
-            let tx = ClientNonInvite::new(wire, self.cfg.timers, now.at);
-            let at = tx.poll_timeout();
-            self.client_txs.insert(
-                branch.clone(),
-                ClientTxEntry {
-                    tx,
-                    owner: TxOwner::Registration(i),
-                    dest,
-                },
-            );
-            self.arm(TimerKey::ClientTx(branch), at);
+            let dest = self.registrations[i].cfg.account.destination;
+            self.send_request(now, branch, request.into_bytes().into(), dest, TxOwner::Registration(i));
         }
         let events = std::mem::take(&mut self.registrations[i].events);
         let (line, registrar) = (
-            self.registrations[i].cfg.line.clone(),
-            self.registrations[i].cfg.destination,
+            self.registrations[i].cfg.account.line.clone(),
+            self.registrations[i].cfg.account.destination,
         );
         for event in events {
             self.status_changed = true;
@@ -251,7 +240,10 @@ impl Engine {
     /// May this source deliver calls? Our registrars and the configured ranges.
     fn trusted(&self, source: SocketAddr) -> bool {
         self.cfg.trusted.iter().any(|r| r.contains(source.ip()))
-            || self.registrations.iter().any(|r| r.cfg.destination.ip() == source.ip())
+            || self
+                .registrations
+                .iter()
+                .any(|r| r.cfg.account.destination.ip() == source.ip())
     }
 
     /// Swap in a new policy; calls in progress keep the action they started with.
@@ -1034,7 +1026,7 @@ impl Engine {
                 // RFC 5626 §4.4.1 CRLF keep-alive keeps the NAT binding open
                 // so the provider can reach us with calls.
                 if self.registrations[i].state() == RegState::Registered {
-                    let dest = self.registrations[i].cfg.destination;
+                    let dest = self.registrations[i].cfg.account.destination;
                     self.transmit(dest, Arc::from(&b"\r\n\r\n"[..]));
                     let at = now.at + self.cfg.keepalive;
                     self.arm(TimerKey::Keepalive(i), Some(at));
@@ -1127,17 +1119,16 @@ impl Engine {
         let wire: Wire = text.into_bytes().into();
         debug!(%call_id, "hanging up");
         self.out.push_back(Output::StopMedia { port });
+        self.send_request(now, branch, wire, dest, TxOwner::Call(call_id.to_string()));
+    }
+
+    /// Send a request of ours in a new client transaction (Timers E/F/K).
+    fn send_request(&mut self, now: Now, branch: String, wire: Wire, dest: SocketAddr, owner: TxOwner) {
         self.transmit(dest, wire.clone());
         let tx = ClientNonInvite::new(wire, self.cfg.timers, now.at);
         let at = tx.poll_timeout();
-        self.client_txs.insert(
-            branch.clone(),
-            ClientTxEntry {
-                tx,
-                owner: TxOwner::Call(call_id.to_string()),
-                dest,
-            },
-        );
+        self.client_txs
+            .insert(branch.clone(), ClientTxEntry { tx, owner, dest });
         self.arm(TimerKey::ClientTx(branch), at);
     }
 

@@ -162,16 +162,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let contact_user = format!("dw-{}", token.iter().map(|b| format!("{b:02x}")).collect::<String>());
         engine.add_registration(
             RegistrationConfig {
-                line: reg.line.clone(),
-                user: reg.user.clone(),
-                auth_user: reg.auth_user.clone(),
-                password: reg.password.clone(),
-                domain: reg.domain.clone(),
-                destination: reg.destination,
-                expires: reg.expires,
+                account: reg.clone(),
                 contact_user,
                 local: SocketAddr::new(settings.advertise, local.port()),
-                retry_max: reg.retry_max,
                 user_agent: settings.user_agent.clone(),
             },
             jiff::Timestamp::now(),

@@ -287,7 +287,9 @@ fn calls_through_the_provider_reach_each_number_and_direct_calls_are_refused() {
         assert_eq!(last["dialled"], *user);
         assert_eq!(last["hung_up_by"], "denwa");
         assert!(
-            kamailio.log().contains(&format!("INVITE for {user} relayed to sip:dw-")),
+            kamailio
+                .log()
+                .contains(&format!("INVITE for {user} relayed to sip:dw-")),
             "the call went through the provider to our registered contact:\n{}",
             kamailio.log()
         );

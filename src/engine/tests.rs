@@ -408,16 +408,18 @@ fn untrusted_sources_get_403_for_invites_and_nothing_else() {
 
 fn registration(contact_user: &str) -> RegistrationConfig {
     RegistrationConfig {
-        line: "public".into(),
-        user: "0501110001".into(),
-        auth_user: "0501110001".into(),
-        password: "pw".into(),
-        domain: "127.0.0.9".into(),
-        destination: "127.0.0.9:5070".parse().unwrap(),
-        expires: 60,
+        account: crate::config::NumberRegistration {
+            line: "public".into(),
+            user: "0501110001".into(),
+            auth_user: "0501110001".into(),
+            password: "pw".into(),
+            domain: "127.0.0.9".into(),
+            destination: "127.0.0.9:5070".parse().unwrap(),
+            expires: 60,
+            retry_max: Duration::from_secs(30),
+        },
         contact_user: contact_user.into(),
         local: "127.0.0.1:5060".parse().unwrap(),
-        retry_max: Duration::from_secs(30),
         user_agent: "denwa".into(),
     }
 }

@@ -12,40 +12,18 @@ use serde::Serialize;
 
 use super::auth::{self, Challenge};
 use super::message::{self, Response};
+use crate::config::NumberRegistration;
 
-/// What one registration needs to know; secrets stay out of `Debug`.
-#[derive(Clone)]
+/// What one registration needs to know: the account from the config (whose
+/// `Debug` hides the password) and where we are.
+#[derive(Debug, Clone)]
 pub struct RegistrationConfig {
-    pub line: String,
-    /// The address-of-record user (usually the number).
-    pub user: String,
-    pub auth_user: String,
-    pub password: String,
-    /// Domain of the AOR and the REGISTER Request-URI (`sip:<domain>`).
-    pub domain: String,
-    /// Where REGISTERs are sent (registrar or outbound proxy).
-    pub destination: SocketAddr,
-    pub expires: u32,
+    pub account: NumberRegistration,
     /// The unguessable user part of our Contact for this number.
     pub contact_user: String,
     /// Our address as we believe the registrar sees it.
     pub local: SocketAddr,
-    /// Upper bound of the retry back-off.
-    pub retry_max: Duration,
     pub user_agent: String,
-}
-
-impl std::fmt::Debug for RegistrationConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegistrationConfig")
-            .field("line", &self.line)
-            .field("user", &self.user)
-            .field("auth_user", &self.auth_user)
-            .field("password", &"<hidden>")
-            .field("domain", &self.domain)
-            .field("destination", &self.destination)
-            .finish_non_exhaustive()
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -119,7 +97,7 @@ const RETRY_BASE: Duration = Duration::from_secs(2);
 impl Registration {
     pub fn new(cfg: RegistrationConfig, seed: u64, now: Timestamp) -> Registration {
         let mut r = Registration {
-            expires: cfg.expires,
+            expires: cfg.account.expires,
             cfg,
             call_id: String::new(),
             from_tag: String::new(),
@@ -170,14 +148,14 @@ impl Registration {
         self.cseq += 1;
         let branch = format!("z9hG4bK{:016x}", self.random());
         let c = &self.cfg;
-        let uri = format!("sip:{}", c.domain);
+        let uri = format!("sip:{}", c.account.domain);
         let mut text = format!(
             "REGISTER {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\nMax-Forwards: 70\r\n\
 From: <sip:{user}@{domain}>;tag={tag}\r\nTo: <sip:{user}@{domain}>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n\
 Contact: <{contact}>\r\nExpires: {expires}\r\nAllow: {allow}\r\nUser-Agent: {ua}\r\n",
             local = c.local,
-            user = c.user,
-            domain = c.domain,
+            user = c.account.user,
+            domain = c.account.domain,
             tag = self.from_tag,
             call_id = self.call_id,
             cseq = self.cseq,
@@ -190,8 +168,8 @@ Contact: <{contact}>\r\nExpires: {expires}\r\nAllow: {allow}\r\nUser-Agent: {ua}
             let cnonce = format!("{:016x}", self.random());
             let value = auth::authorization(
                 &ch,
-                &self.cfg.auth_user,
-                &self.cfg.password,
+                &self.cfg.account.auth_user,
+                &self.cfg.account.password,
                 "REGISTER",
                 &uri,
                 self.nc,
@@ -232,12 +210,12 @@ Contact: <{contact}>\r\nExpires: {expires}\r\nAllow: {allow}\r\nUser-Agent: {ua}
         self.in_flight = None;
         self.failures += 1;
         let exp = RETRY_BASE.saturating_mul(1 << self.failures.min(16).saturating_sub(1));
-        let capped = exp.min(self.cfg.retry_max);
+        let capped = exp.min(self.cfg.account.retry_max);
         // ±20 % jitter so many numbers do not retry in lock-step.
         let jitter = 0.8 + (self.random() % 401) as f64 / 1000.0;
         let delay = capped
             .mul_f64(jitter)
-            .min(self.cfg.retry_max)
+            .min(self.cfg.account.retry_max)
             .max(Duration::from_millis(500));
         self.next_attempt = Some(now + delay);
         if self.expires_at.is_some_and(|e| e <= now) || self.state != RegState::Registered {
@@ -290,7 +268,7 @@ Contact: <{contact}>\r\nExpires: {expires}\r\nAllow: {allow}\r\nUser-Agent: {ua}
                                 "{} {}: the registrar refused the username {:?} and password (check them in the config)",
                                 resp.code,
                                 if resp.code == 401 { "Unauthorized" } else { "Proxy Authentication Required" },
-                                self.cfg.auth_user
+                                self.cfg.account.auth_user
                             ),
                             now,
                             wall,
@@ -393,7 +371,7 @@ Contact: <{contact}>\r\nExpires: {expires}\r\nAllow: {allow}\r\nUser-Agent: {ua}
             return;
         }
         self.fail(
-            format!("no response from the registrar at {}", self.cfg.destination),
+            format!("no response from the registrar at {}", self.cfg.account.destination),
             now,
             wall,
         );
@@ -429,9 +407,9 @@ Contact: <{contact}>\r\nExpires: {expires}\r\nAllow: {allow}\r\nUser-Agent: {ua}
     pub fn status(&self, now: Instant) -> RegStatus {
         let secs = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(now).as_secs());
         RegStatus {
-            line: self.cfg.line.clone(),
-            user: self.cfg.user.clone(),
-            registrar: self.cfg.destination,
+            line: self.cfg.account.line.clone(),
+            user: self.cfg.account.user.clone(),
+            registrar: self.cfg.account.destination,
             state: self.state,
             since: self.since,
             expires_in_s: secs(self.expires_at),
@@ -449,16 +427,18 @@ mod tests {
 
     fn cfg() -> RegistrationConfig {
         RegistrationConfig {
-            line: "public".into(),
-            user: "0501110001".into(),
-            auth_user: "0501110001".into(),
-            password: "s3cret".into(),
-            domain: "provider.test".into(),
-            destination: "127.0.0.1:5070".parse().unwrap(),
-            expires: 600,
+            account: NumberRegistration {
+                line: "public".into(),
+                user: "0501110001".into(),
+                auth_user: "0501110001".into(),
+                password: "s3cret".into(),
+                domain: "provider.test".into(),
+                destination: "127.0.0.1:5070".parse().unwrap(),
+                expires: 600,
+                retry_max: Duration::from_secs(60),
+            },
             contact_user: "dw-abc".into(),
             local: "127.0.0.1:5060".parse().unwrap(),
-            retry_max: Duration::from_secs(60),
             user_agent: "denwa".into(),
         }
     }
