@@ -158,11 +158,27 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
+/// `denwa check | head` should end quietly, as other command-line tools do,
+/// not panic on a closed stdout. (Only for the reporting commands: the
+/// engine must never die of SIGPIPE.)
+fn quiet_on_closed_pipe() {
+    // SAFETY: restoring the default disposition of one signal, before any threads start.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => check(&config),
-        Command::Status { config } => status(&config),
+        Command::Check { config } => {
+            quiet_on_closed_pipe();
+            check(&config)
+        }
+        Command::Status { config } => {
+            quiet_on_closed_pipe();
+            status(&config)
+        }
         Command::Run { config: path } => {
             init_logging(cli.log_format);
             let config = match config::load(&path) {
