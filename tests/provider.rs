@@ -128,8 +128,10 @@ fn denwa_at(kamailio: &Kamailio, name: &str, expires: u32, wrong: Option<&str>) 
     let mut env = Vec::new();
     for (line, user, pw) in ACCOUNTS {
         let var = format!("DENWA_TEST_PW_{}", line.to_uppercase());
+        // partner plays the 5 s prompt, so a caller can hang up before it ends.
+        let prompt = if line == "partner" { "five.wav" } else { "short.wav" };
         extra.push_str(&format!(
-            "[numbers.{line}]\nnumber = \"{user}\"\npassword_env = \"{var}\"\n[[numbers.{line}.rules]]\nannounce = \"short.wav\"\n"
+            "[numbers.{line}]\nnumber = \"{user}\"\npassword_env = \"{var}\"\n[[numbers.{line}.rules]]\nannounce = \"{prompt}\"\n"
         ));
         let pw = if wrong == Some(line) { "not-the-password" } else { pw };
         env.push((var, pw.to_string()));
@@ -280,7 +282,8 @@ fn calls_through_the_provider_reach_each_number_and_direct_calls_are_refused() {
         // SIPp dials the DID at the provider; Kamailio routes it to denwa's
         // registered contact; denwa's BYE goes back along the Record-Route.
         denwa.sipp_to(&kamailio.address(), "127.0.0.1", "announce.xml", user, &keys);
-        check_stream(&sink.packets.join().unwrap(), 0, 50);
+        let expected = if *line == "partner" { 250 } else { 50 };
+        check_stream(&sink.packets.join().unwrap(), 0, expected);
         let calls = denwa.wait_for_calls(n + 1);
         let last = &calls[n];
         assert_eq!(last["line"], *line, "{calls:?}");
@@ -294,6 +297,22 @@ fn calls_through_the_provider_reach_each_number_and_direct_calls_are_refused() {
             kamailio.log()
         );
     }
+    // The caller refreshes the session (re-INVITE, UPDATE) and hangs up,
+    // every request inside the dialog going along the provider's Record-Route.
+    denwa.sipp_to(
+        &kamailio.address(),
+        "127.0.0.1",
+        "refresh_then_hangup.xml",
+        "0501110003",
+        &[],
+    );
+    let calls = denwa.wait_for_calls(ACCOUNTS.len() + 1);
+    let last = calls.last().unwrap();
+    assert_eq!(
+        (&last["line"], &last["hung_up_by"], &last["final_status"]),
+        (&"partner".into(), &"caller".into(), &200.into())
+    );
+
     // A scanner at another address dials denwa directly: 403, no call.
     denwa.sipp_to(
         &format!("127.0.0.1:{}", denwa.port),
@@ -303,6 +322,6 @@ fn calls_through_the_provider_reach_each_number_and_direct_calls_are_refused() {
         &[],
     );
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(denwa.call_log().len(), ACCOUNTS.len());
+    assert_eq!(denwa.call_log().len(), ACCOUNTS.len() + 1);
     assert!(denwa.log().contains("refused a call from an untrusted source"));
 }

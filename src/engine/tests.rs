@@ -375,6 +375,30 @@ fn session_refresh_reinvite_gets_the_same_sdp() {
     assert_eq!(status(&sip[1]), 200);
     let sdp = |m: &str| m.split("\r\n\r\n").nth(1).unwrap().to_string();
     assert_eq!(sdp(&sip[1]), sdp(&ok));
+
+    // UPDATE without an offer: 200 without a body; with one: our same SDP.
+    send(
+        &mut e,
+        later(t0, Duration::from_secs(2)),
+        &in_dialog("UPDATE", "c7", "z9hG4bK-7c", &tag, 3, ""),
+    );
+    let sip = outputs(&mut e).0;
+    assert_eq!(status(&sip[0]), 200);
+    assert!(sip[0].ends_with("Content-Length: 0\r\n\r\n"));
+    send(
+        &mut e,
+        later(t0, Duration::from_secs(3)),
+        &in_dialog("UPDATE", "c7", "z9hG4bK-7d", &tag, 4, OFFER),
+    );
+    let sip = outputs(&mut e).0;
+    assert_eq!(sdp(&sip[0]), sdp(&ok));
+    // An UPDATE for a dialog we do not have: 481.
+    send(
+        &mut e,
+        later(t0, Duration::from_secs(3)),
+        &in_dialog("UPDATE", "c7", "z9hG4bK-7e", "wrong-tag", 5, ""),
+    );
+    assert_eq!(status(&outputs(&mut e).0[0]), 481);
 }
 
 #[test]

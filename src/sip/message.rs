@@ -601,6 +601,21 @@ impl ResponseBuilder {
                 let _ = write!(out, "{name}: {v}\r\n");
             }
         }
+        // A response that creates or refreshes a dialog carries the route
+        // set back to the caller (RFC 3261 §12.1.1), so its in-dialog
+        // requests pass the same proxies.
+        let is_invite = matches!(
+            msg.start,
+            StartLine::Request {
+                method: Method::Invite,
+                ..
+            }
+        );
+        if is_invite && (101..300).contains(&code) {
+            for rr in msg.headers_named("Record-Route") {
+                let _ = write!(out, "Record-Route: {rr}\r\n");
+            }
+        }
         ResponseBuilder { out, body: Vec::new() }
     }
 
@@ -713,6 +728,19 @@ From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:public@127.0.0.1>\r\nCall-ID: cid\r\nC
         let resp = String::from_utf8(ResponseBuilder::new(&r.msg, src(), 200, "OK", Some("t")).build()).unwrap();
         assert_eq!(resp.matches("Via: ").count(), 2);
         assert!(resp.contains("To: <sip:public@127.0.0.1>;tag=t\r\n"));
+    }
+
+    #[test]
+    fn dialog_creating_responses_carry_record_route() {
+        let text = INVITE.replace(
+            "Contact:",
+            "Record-Route: <sip:127.0.0.1:5070;lr;ftag=abc>\r\nRecord-Route: <sip:127.0.0.2;lr>\r\nContact:",
+        );
+        let r = request(&text);
+        let ok = String::from_utf8(ResponseBuilder::new(&r.msg, src(), 200, "OK", Some("t")).build()).unwrap();
+        assert!(ok.contains("Record-Route: <sip:127.0.0.1:5070;lr;ftag=abc>\r\nRecord-Route: <sip:127.0.0.2;lr>\r\n"));
+        let busy = String::from_utf8(ResponseBuilder::new(&r.msg, src(), 486, "Busy Here", Some("t")).build()).unwrap();
+        assert!(!busy.contains("Record-Route"));
     }
 
     #[test]
