@@ -237,6 +237,23 @@ impl Engine {
         self.arm(TimerKey::Registration(i), at);
     }
 
+    /// The (dialled number, line) an inbound INVITE is for, if any.
+    fn match_number(&self, ruri_user: &str, to_user: Option<&str>) -> Option<(String, String)> {
+        let numbers = &self.policy.numbers;
+        if let Some(line) = self.contact_users.get(ruri_user)
+            && numbers.get(line).is_some_and(|n| n.match_on.contact)
+        {
+            let dialled = to_user.map_or_else(|| numbers[line].number.clone(), str::to_string);
+            return Some((dialled, line.clone()));
+        }
+        if let Some(n) = self.policy.line_for(ruri_user).filter(|n| n.match_on.request_uri) {
+            return Some((ruri_user.to_string(), n.name.clone()));
+        }
+        let to = to_user?;
+        let n = self.policy.line_for(to).filter(|n| n.match_on.to)?;
+        Some((to.to_string(), n.name.clone()))
+    }
+
     /// May this source deliver calls? Our registrars and the configured ranges.
     fn trusted(&self, source: SocketAddr) -> bool {
         self.cfg.trusted.iter().any(|r| r.contains(source.ip()))
@@ -456,25 +473,14 @@ impl Engine {
             return;
         }
 
-        // Which number: our registered Contact user (what the provider puts in
-        // the Request-URI), else the number or line name, else the To user.
+        // Which number: by our registered Contact user (what the provider
+        // puts in the Request-URI), the Request-URI user, or the To user, as
+        // each number's `match` allows.
         let ruri_user = req.uri_user.clone().unwrap_or_default();
         let to_user = req.msg.header("To").and_then(|t| message::uri_user(message::uri_of(t)));
-        let (dialled, lookup) = match self.contact_users.get(&ruri_user) {
-            Some(line) => (to_user.clone().unwrap_or_else(|| line.clone()), line.clone()),
-            None if self.policy.line_for(&ruri_user).is_some() => (ruri_user.clone(), ruri_user.clone()),
-            None => {
-                let to = to_user.unwrap_or_default();
-                (
-                    if ruri_user.is_empty() {
-                        to.clone()
-                    } else {
-                        ruri_user.clone()
-                    },
-                    to,
-                )
-            }
-        };
+        let (dialled, lookup) = self
+            .match_number(&ruri_user, to_user.as_deref())
+            .unwrap_or_else(|| (ruri_user.clone(), String::new()));
         let from = req.msg.header("From").unwrap_or_default().to_string();
         let caller = message::uri_user(message::uri_of(&from)).unwrap_or_else(|| "anonymous".into());
         let caller_name = message::display_name(&from);

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::media::prompt::{self, Prompt};
-use crate::policy::{Action, DaySet, HourRange, NumberPolicy, Policy, Rule, When};
+use crate::policy::{Action, DaySet, HourRange, MatchOn, NumberPolicy, Policy, Rule, When};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,6 +90,10 @@ struct NumberSection {
     auth_user: Option<String>,
     password_env: Option<Spanned<String>>,
     password_file: Option<Spanned<String>>,
+    /// What identifies this number in an inbound INVITE: any of "contact",
+    /// "request-uri", "to" (default: all three, in that order).
+    #[serde(rename = "match")]
+    match_on: Option<Spanned<Vec<String>>>,
     /// Per-number provider overrides.
     registrar: Option<Spanned<String>>,
     domain: Option<String>,
@@ -574,6 +578,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
                 name: name.clone(),
                 number,
                 label: section.label.clone().unwrap_or_else(|| name.clone()),
+                match_on: compile_match(&mut ck, &key, section.match_on.as_ref()),
                 rules,
             },
         );
@@ -621,6 +626,39 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
             numbers,
         }),
     })
+}
+
+fn compile_match(ck: &mut Checker, key: &str, list: Option<&Spanned<Vec<String>>>) -> MatchOn {
+    let Some(list) = list else { return MatchOn::default() };
+    let mut m = MatchOn {
+        contact: false,
+        request_uri: false,
+        to: false,
+    };
+    for item in list.get_ref() {
+        match item.as_str() {
+            "contact" => m.contact = true,
+            "request-uri" => m.request_uri = true,
+            "to" => m.to = true,
+            other => ck.error(
+                &list.span(),
+                format!("{key}.match"),
+                format!("{other:?} is not one of \"contact\", \"request-uri\", \"to\""),
+            ),
+        }
+    }
+    if m == (MatchOn {
+        contact: false,
+        request_uri: false,
+        to: false,
+    }) {
+        ck.error(
+            &list.span(),
+            format!("{key}.match"),
+            "empty: no call could ever reach this number",
+        );
+    }
+    m
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -948,6 +986,19 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("numbers.other: registering needs password_env"), "{e}");
+    }
+
+    #[test]
+    fn match_fields() {
+        let c = check("[numbers.a]\nnumber = \"1\"\nmatch = [\"to\"]\n[[numbers.a.rules]]\nannounce = \"hello.wav\"\n")
+            .unwrap();
+        let m = c.policy.numbers["a"].match_on;
+        assert!(m.to && !m.contact && !m.request_uri);
+        let e =
+            check("[numbers.a]\nnumber = \"1\"\nmatch = [\"from\"]\n[[numbers.a.rules]]\nannounce = \"hello.wav\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("numbers.a.match: \"from\" is not one of"), "{e}");
     }
 
     #[test]

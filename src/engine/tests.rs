@@ -21,6 +21,10 @@ impl PortAllocator for FakePorts {
 const CALLER: &str = "127.0.0.1:5070";
 
 fn engine(answer_after: Duration) -> (Engine, Now) {
+    engine_matching(answer_after, crate::policy::MatchOn::default())
+}
+
+fn engine_matching(answer_after: Duration, match_on: crate::policy::MatchOn) -> (Engine, Now) {
     let prompt = Arc::new(Prompt::from_linear("closed.wav".into(), &[100; 160 * 10]));
     let mut numbers = BTreeMap::new();
     numbers.insert(
@@ -29,6 +33,7 @@ fn engine(answer_after: Duration) -> (Engine, Now) {
             name: "public".into(),
             number: "0501110001".into(),
             label: "Public".into(),
+            match_on,
             rules: vec![Rule {
                 when: When::default(),
                 action: Action::Announce {
@@ -507,4 +512,24 @@ fn registers_through_a_challenge_keeps_alive_and_takes_provider_calls_on_its_con
 
 fn status_of(data: &[u8]) -> u16 {
     std::str::from_utf8(&data[8..11]).unwrap().parse().unwrap()
+}
+
+#[test]
+fn numbers_match_only_on_what_their_config_allows() {
+    let to_only = crate::policy::MatchOn {
+        contact: false,
+        request_uri: false,
+        to: true,
+    };
+    let (mut e, t0) = engine_matching(Duration::ZERO, to_only);
+    // The Request-URI names the line, but this number listens to To only.
+    let by_ruri = invite("public", "m1", "z9hG4bK-m1", OFFER)
+        .replace("To: <sip:public@127.0.0.1>", "To: <sip:someone@127.0.0.1>");
+    send(&mut e, t0, &by_ruri);
+    assert_eq!(status(&outputs(&mut e).0[1]), 404);
+    // A provider that puts the number in To and a trunk name in the Request-URI.
+    let by_to = invite("trunk", "m2", "z9hG4bK-m2", OFFER)
+        .replace("To: <sip:trunk@127.0.0.1>", "To: <sip:0501110001@127.0.0.1>");
+    send(&mut e, t0, &by_to);
+    assert_eq!(status(&outputs(&mut e).0[1]), 200);
 }

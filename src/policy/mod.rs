@@ -27,7 +27,29 @@ pub struct NumberPolicy {
     pub name: String,
     pub number: String,
     pub label: String,
+    pub match_on: MatchOn,
     pub rules: Vec<Rule>,
+}
+
+/// Which parts of an inbound INVITE may identify this number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatchOn {
+    /// The Request-URI user is the unguessable Contact user we registered.
+    pub contact: bool,
+    /// The Request-URI user is the number (or the line name).
+    pub request_uri: bool,
+    /// The To user is the number (or the line name).
+    pub to: bool,
+}
+
+impl Default for MatchOn {
+    fn default() -> Self {
+        MatchOn {
+            contact: true,
+            request_uri: true,
+            to: true,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -231,6 +253,7 @@ mod tests {
                 name: "public".into(),
                 number: "0501110001".into(),
                 label: "Public".into(),
+                match_on: MatchOn::default(),
                 rules: vec![
                     Rule {
                         when: When {
