@@ -141,6 +141,10 @@ pub struct Engine {
     contact_users: HashMap<String, String>,
     /// Set when a registration changed state; the shell rewrites the status file.
     pub status_changed: bool,
+    /// Which registrations have a keep-alive timer running.
+    keepalive_running: Vec<bool>,
+    /// Sources already logged as refused (bounded).
+    refused_sources: std::collections::HashSet<IpAddr>,
     pub stats: Stats,
 }
 
@@ -164,6 +168,8 @@ impl Engine {
             registrations: Vec::new(),
             contact_users: HashMap::new(),
             status_changed: false,
+            keepalive_running: Vec::new(),
+            refused_sources: std::collections::HashSet::new(),
             stats: Stats::default(),
         }
     }
@@ -174,6 +180,7 @@ impl Engine {
             .insert(cfg.contact_user.clone(), cfg.account.line.clone());
         let seed = self.random();
         self.registrations.push(Registration::new(cfg, seed, wall));
+        self.keepalive_running.push(false);
     }
 
     /// Send the first REGISTER of every number.
@@ -220,7 +227,8 @@ impl Engine {
             match event {
                 RegEvent::Registered { expires } => {
                     info!(%line, %registrar, expires, "registered with the provider");
-                    if !self.cfg.keepalive.is_zero() {
+                    if !self.cfg.keepalive.is_zero() && !self.keepalive_running[i] {
+                        self.keepalive_running[i] = true;
                         let at = now.at + self.cfg.keepalive;
                         self.arm(TimerKey::Keepalive(i), Some(at));
                     }
@@ -266,6 +274,11 @@ impl Engine {
     /// Swap in a new policy; calls in progress keep the action they started with.
     pub fn set_policy(&mut self, policy: Arc<Policy>) {
         self.policy = policy;
+    }
+
+    /// Replace who, besides the registrars, may deliver calls (on reload).
+    pub fn set_trusted(&mut self, trusted: Vec<IpRange>) {
+        self.cfg.trusted = trusted;
     }
 
     pub fn active_calls(&self) -> usize {
@@ -378,16 +391,33 @@ impl Engine {
             // A scanner, or a call that did not come through the provider.
             // INVITEs get a plain 403 whatever the number (no enumeration,
             // and never a call); anything else gets nothing at all.
+            let key = Self::tx_key(&req);
+            if req.method == Method::Ack {
+                // The ACK for our 403 ends its retransmissions.
+                if let Some(entry) = self.invite_txs.get_mut(&key) {
+                    entry.tx.on_ack(now.at);
+                    let at = entry.tx.poll_timeout();
+                    self.arm(TimerKey::InviteTx(key), at);
+                }
+                return;
+            }
             self.stats.untrusted_refused += 1;
             if req.method == Method::Invite {
-                let key = Self::tx_key(&req);
                 if let Some(entry) = self.invite_txs.get(&key) {
                     if let Some(wire) = entry.tx.on_retransmitted_invite() {
                         self.transmit(req.source, wire);
                     }
                     return;
                 }
-                info!(source = %req.source, dialled = req.uri_user.as_deref().unwrap_or(""), "refused a call from an untrusted source (403)");
+                // One log line per source (a scanner sends thousands).
+                if self.refused_sources.len() >= 1024 {
+                    self.refused_sources.clear();
+                }
+                if self.refused_sources.insert(req.source.ip()) {
+                    info!(source = %req.source, dialled = req.uri_user.as_deref().unwrap_or(""), "refused a call from an untrusted source (403); further ones from it are logged at debug");
+                } else {
+                    debug!(source = %req.source, dialled = req.uri_user.as_deref().unwrap_or(""), "refused a call from an untrusted source (403)");
+                }
                 self.invite_txs.insert(
                     key.clone(),
                     InviteTxEntry {
@@ -1036,6 +1066,8 @@ impl Engine {
                     self.transmit(dest, Arc::from(&b"\r\n\r\n"[..]));
                     let at = now.at + self.cfg.keepalive;
                     self.arm(TimerKey::Keepalive(i), Some(at));
+                } else {
+                    self.keepalive_running[i] = false;
                 }
             }
             TimerKey::Call(call_id) => {

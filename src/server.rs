@@ -334,6 +334,10 @@ fn reload(engine: &mut Engine, path: &Path, running: &config::Settings) {
             if new.settings.listen != running.listen || new.settings.rtp_ports != running.rtp_ports {
                 warn!("sip.listen / sip.rtp_ports changed: they take effect after a restart");
             }
+            if new.settings.registrations != running.registrations {
+                warn!("[provider] or a number's registration changed: that takes effect after a restart");
+            }
+            engine.set_trusted(new.settings.trusted);
             engine.set_policy(new.policy);
             info!(path = %path.display(), "config reloaded; new calls follow the new rules");
         }

@@ -196,7 +196,7 @@ impl IpRange {
 }
 
 /// How one number registers with its provider. `Debug` hides the password.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct NumberRegistration {
     pub line: String,
     pub user: String,

@@ -432,6 +432,20 @@ fn untrusted_sources_get_403_for_invites_and_nothing_else() {
         .replace("CSeq: 1 INVITE", "CSeq: 1 OPTIONS");
     e.handle_datagram(t0, scanner, options.as_bytes());
     assert!(e.poll_output().is_none(), "scanners get nothing from OPTIONS");
+    // Their ACK still stops our 403 being retransmitted at them.
+    let ack = invite("public", "s-public", "z9hG4bK-spublic", "")
+        .replace("INVITE sip", "ACK sip")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 ACK");
+    e.handle_datagram(t0, scanner, ack.as_bytes());
+    e.handle_timeout(later(t0, Duration::from_secs(1)));
+    let resent: Vec<String> = std::iter::from_fn(|| e.poll_output())
+        .filter_map(|o| match o {
+            Output::Transmit { data, .. } => Some(String::from_utf8(data.to_vec()).unwrap()),
+            _ => None,
+        })
+        .collect();
+    assert!(!resent.iter().any(|m| m.contains("Call-ID: s-public")), "{resent:?}");
+    assert_eq!(resent.len(), 2, "the two un-ACKed 403s are retransmitted: {resent:?}");
     assert_eq!((e.stats.calls_total, e.stats.untrusted_refused), (0, 4));
 }
 
