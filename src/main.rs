@@ -76,6 +76,11 @@ fn status(path: &std::path::Path) -> ExitCode {
             ""
         }
     );
+    let m = status.media;
+    println!(
+        "RTP: {} packets sent, {} send errors, {} pacing slips, {} callers behind NAT",
+        m.rtp_packets_sent, m.rtp_send_errors, m.pacing_slips, m.peers_learned
+    );
     if status.registrations.is_empty() {
         println!("no numbers register with a provider");
     }

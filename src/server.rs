@@ -15,7 +15,7 @@ use tracing::{debug, error, info, warn};
 use crate::call::CallRecord;
 use crate::config::{self, Config};
 use crate::engine::{Engine, EngineConfig, Now, Output, PortAllocator};
-use crate::media::player::{Player, PlayerCommand};
+use crate::media::player::{MediaCounters, Player, PlayerCommand};
 use crate::sip::register::RegistrationConfig;
 use crate::sip::transaction::Timers;
 
@@ -186,7 +186,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 65_536];
     let mut shutting_down: Option<Instant> = None;
     let mut last_status = Instant::now();
-    write_status(&settings.status_file, &engine, local);
+    write_status(&settings.status_file, &engine, player.stats.snapshot(), local);
     loop {
         let deadline = engine.poll_timeout().map(tokio::time::Instant::from_std);
         let timer = async {
@@ -220,7 +220,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         if engine.status_changed || last_status.elapsed() >= STATUS_EVERY {
             engine.status_changed = false;
             last_status = Instant::now();
-            write_status(&settings.status_file, &engine, local);
+            write_status(&settings.status_file, &engine, player.stats.snapshot(), local);
         }
         while let Some(output) = engine.poll_output() {
             match output {
@@ -257,8 +257,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         if let Some(started) = shutting_down
             && ((engine.active_calls() == 0 && !engine.unregistering()) || started.elapsed() > Duration::from_secs(3))
         {
-            write_status(&settings.status_file, &engine, local);
-            info!(stats = ?engine.stats, "denwa stopped");
+            write_status(&settings.status_file, &engine, player.stats.snapshot(), local);
+            info!(sip = ?engine.stats, media = ?player.stats.snapshot(), "denwa stopped");
             // Give the call-log thread a moment to write the last lines.
             drop(call_log);
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -299,16 +299,18 @@ pub struct StatusFile {
     pub pid: u32,
     pub listen: SocketAddr,
     pub active_calls: usize,
+    pub media: MediaCounters,
     pub registrations: Vec<serde_json::Value>,
 }
 
 /// Written atomically (temp file + rename), so a reader never sees half.
-fn write_status(path: &Path, engine: &Engine, listen: SocketAddr) {
+fn write_status(path: &Path, engine: &Engine, media: MediaCounters, listen: SocketAddr) {
     let status = StatusFile {
         updated_at: jiff::Timestamp::now(),
         pid: std::process::id(),
         listen,
         active_calls: engine.active_calls(),
+        media,
         registrations: engine
             .registration_status(Instant::now())
             .into_iter()

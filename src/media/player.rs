@@ -25,12 +25,34 @@ pub struct Finished {
     pub call_id: String,
 }
 
+/// Counters the media thread keeps; the status file and the last log line show them.
 #[derive(Debug, Default)]
 pub struct PlayerStats {
     pub packets_sent: AtomicU64,
     pub send_errors: AtomicU64,
     pub slips: AtomicU64,
     pub peers_learned: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct MediaCounters {
+    pub rtp_packets_sent: u64,
+    pub rtp_send_errors: u64,
+    /// Times a stream fell behind its 20 ms schedule by over 60 ms and re-anchored.
+    pub pacing_slips: u64,
+    /// Callers whose RTP came from another address than their SDP said (NAT).
+    pub peers_learned: u64,
+}
+
+impl PlayerStats {
+    pub fn snapshot(&self) -> MediaCounters {
+        MediaCounters {
+            rtp_packets_sent: self.packets_sent.load(Ordering::Relaxed),
+            rtp_send_errors: self.send_errors.load(Ordering::Relaxed),
+            pacing_slips: self.slips.load(Ordering::Relaxed),
+            peers_learned: self.peers_learned.load(Ordering::Relaxed),
+        }
+    }
 }
 
 pub struct Player {
