@@ -56,6 +56,9 @@ struct ProviderSection {
     registrar: Spanned<String>,
     domain: Option<String>,
     outbound_proxy: Option<Spanned<String>>,
+    /// Only answer digest challenges for this realm (credentials are never
+    /// offered to another).
+    realm: Option<String>,
     expires: Option<Spanned<u32>>,
     retry_max: Option<Spanned<String>>,
     keepalive: Option<Spanned<String>>,
@@ -98,6 +101,7 @@ struct NumberSection {
     registrar: Option<Spanned<String>>,
     domain: Option<String>,
     outbound_proxy: Option<Spanned<String>>,
+    realm: Option<String>,
     #[serde(default)]
     rules: Vec<Spanned<RuleSection>>,
 }
@@ -203,6 +207,8 @@ pub struct NumberRegistration {
     pub auth_user: String,
     pub password: String,
     pub domain: String,
+    /// If set, the only realm we answer challenges for.
+    pub realm: Option<String>,
     pub destination: SocketAddr,
     pub expires: u32,
     pub retry_max: Duration,
@@ -738,6 +744,7 @@ fn compile_registration(
         auth_user: section.auth_user.clone().unwrap_or_else(|| number.to_string()),
         password,
         domain,
+        realm: section.realm.clone().or_else(|| provider.and_then(|p| p.realm.clone())),
         destination: destination?,
         expires: 0,
         retry_max: Duration::ZERO,

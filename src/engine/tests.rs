@@ -457,6 +457,7 @@ fn registration(contact_user: &str) -> RegistrationConfig {
             auth_user: "0501110001".into(),
             password: "pw".into(),
             domain: "127.0.0.9".into(),
+            realm: None,
             destination: "127.0.0.9:5070".parse().unwrap(),
             expires: 60,
             retry_max: Duration::from_secs(30),

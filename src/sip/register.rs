@@ -250,7 +250,18 @@ Contact: <{contact}>\r\nExpires: {expires}\r\nAllow: {allow}\r\nUser-Agent: {ua}
                 } else {
                     "Proxy-Authenticate"
                 };
-                match auth::best_challenge(resp.msg.headers_named(header)) {
+                let challenge = auth::best_challenge(resp.msg.headers_named(header));
+                if let (Some(ch), Some(realm)) = (&challenge, &self.cfg.account.realm)
+                    && &ch.realm != realm
+                {
+                    let error = format!(
+                        "challenged for realm {:?}, but the config allows only {realm:?}",
+                        ch.realm
+                    );
+                    self.fail(error, now, wall);
+                    return RegAction::Wait;
+                }
+                match challenge {
                     Some(ch) if !self.answered_challenge || ch.stale => {
                         // First challenge, or the nonce went stale: answer it now.
                         self.nc = 0;
@@ -433,6 +444,7 @@ mod tests {
                 auth_user: "0501110001".into(),
                 password: "s3cret".into(),
                 domain: "provider.test".into(),
+                realm: None,
                 destination: "127.0.0.1:5070".parse().unwrap(),
                 expires: 600,
                 retry_max: Duration::from_secs(60),
@@ -548,6 +560,25 @@ mod tests {
         let third = sent(r.on_response(&reply(&second, "401 Unauthorized", &stale), t0, wall()));
         assert!(third.contains("nonce=\"n2\""));
         assert!(r.events.is_empty());
+    }
+
+    #[test]
+    fn credentials_are_only_offered_to_the_configured_realm() {
+        let t0 = Instant::now();
+        let mut c = cfg();
+        c.account.realm = Some("provider.test".into());
+        let mut r = Registration::new(c, 7, wall());
+        let first = sent(r.start(wall()));
+        let elsewhere = CHALLENGE.replace("realm=\"provider.test\"", "realm=\"evil.example\"");
+        assert_eq!(
+            r.on_response(&reply(&first, "401 Unauthorized", &elsewhere), t0, wall()),
+            RegAction::Wait
+        );
+        assert!(matches!(&r.events[0], RegEvent::Failed { error, .. } if error.contains("evil.example")));
+        let retry = sent(r.handle_timeout(r.poll_timeout().unwrap(), wall()));
+        assert!(
+            sent(r.on_response(&reply(&retry, "401 Unauthorized", CHALLENGE), t0, wall())).contains("Authorization")
+        );
     }
 
     #[test]
