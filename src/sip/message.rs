@@ -524,11 +524,13 @@ fn unescape_user(u: &str) -> String {
     let b = u.as_bytes();
     let mut i = 0;
     while i < b.len() {
+        // Work on bytes: a multi-byte character after '%' must not split a str.
+        let hex = |c: u8| (c as char).to_digit(16);
         if b[i] == b'%'
             && i + 2 < b.len()
-            && let Ok(v) = u8::from_str_radix(&u[i + 1..i + 3], 16)
+            && let (Some(hi), Some(lo)) = (hex(b[i + 1]), hex(b[i + 2]))
         {
-            out.push(v);
+            out.push((hi * 16 + lo) as u8);
             i += 3;
             continue;
         }
@@ -816,6 +818,8 @@ From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:public@127.0.0.1>\r\nCall-ID: cid\r\nC
         assert_eq!(uri_of(v), "sip:0901%32@example.com;user=phone");
         assert_eq!(uri_user(uri_of(v)).as_deref(), Some("09012"));
         assert_eq!(display_name(v).as_deref(), Some("Ms \"Q\""));
+        // A multi-byte character right after '%' is kept, not split.
+        assert_eq!(uri_user("sip:%aé%41@x").as_deref(), Some("%aéA"));
         assert_eq!(param(after_uri(v), "tag"), Some("9"));
     }
 }
