@@ -331,9 +331,9 @@ impl Engine {
             Ok(Incoming::Invalid { msg, status, reason }) => {
                 self.stats.answered_400 += 1;
                 debug!(%source, %reason, "invalid request");
-                let wire = ResponseBuilder::new(&msg, source, status, "Bad Request", None)
+                let wire = self
+                    .response(&msg, source, status, "Bad Request", None)
                     .header("Warning", &format!("399 denwa \"{}\"", reason.replace('"', "'")))
-                    .header("Server", &self.cfg.user_agent)
                     .build();
                 self.transmit(source, wire.into());
             }
@@ -356,11 +356,20 @@ impl Engine {
         }
     }
 
+    /// A response to `msg` with our Server header.
+    fn response(
+        &self,
+        msg: &message::Message,
+        to: SocketAddr,
+        code: u16,
+        reason: &str,
+        to_tag: Option<&str>,
+    ) -> ResponseBuilder {
+        ResponseBuilder::new(msg, to, code, reason, to_tag).header("Server", &self.cfg.user_agent)
+    }
+
     fn respond(&mut self, req: &Request, code: u16, reason: &str, to_tag: Option<&str>) -> Wire {
-        let wire: Wire = ResponseBuilder::new(&req.msg, req.source, code, reason, to_tag)
-            .header("Server", &self.cfg.user_agent)
-            .build()
-            .into();
+        let wire: Wire = self.response(&req.msg, req.source, code, reason, to_tag).build().into();
         self.transmit(req.source, wire.clone());
         wire
     }
@@ -378,8 +387,7 @@ impl Engine {
     }
 
     fn simple_non_invite(&mut self, now: Now, req: &Request, code: u16, reason: &str) {
-        let mut b =
-            ResponseBuilder::new(&req.msg, req.source, code, reason, None).header("Server", &self.cfg.user_agent);
+        let mut b = self.response(&req.msg, req.source, code, reason, None);
         if code == 405 {
             b = b.header("Allow", ALLOW);
         }
@@ -449,11 +457,11 @@ impl Engine {
             Method::Bye => self.on_bye(now, req),
             Method::Update if self.calls.contains_key(&req.call_id) => self.on_update(now, req),
             Method::Options => {
-                let wire = ResponseBuilder::new(&req.msg, req.source, 200, "OK", None)
+                let wire = self
+                    .response(&req.msg, req.source, 200, "OK", None)
                     .header("Allow", ALLOW)
                     .header("Accept", "application/sdp")
                     .header("Supported", SUPPORTED)
-                    .header("Server", &self.cfg.user_agent)
                     .build();
                 self.respond_non_invite(now, &req, wire.into());
             }
@@ -490,9 +498,10 @@ impl Engine {
             return;
         }
         if let Some(require) = req.msg.header("Require").filter(|r| !r.trim().is_empty()) {
-            let wire = ResponseBuilder::new(&req.msg, req.source, 420, "Bad Extension", Some(&self.token()))
+            let tag = self.token();
+            let wire = self
+                .response(&req.msg, req.source, 420, "Bad Extension", Some(&tag))
                 .header("Unsupported", require)
-                .header("Server", &self.cfg.user_agent)
                 .build();
             self.finish_invite_tx(now, &key, req.source, 420, wire.into());
             return;
@@ -538,9 +547,10 @@ impl Engine {
         let offer = if req.msg.body.is_empty() {
             None
         } else if !ctype.to_ascii_lowercase().starts_with("application/sdp") {
-            let wire = ResponseBuilder::new(&req.msg, req.source, 415, "Unsupported Media Type", Some(&self.token()))
+            let tag = self.token();
+            let wire = self
+                .response(&req.msg, req.source, 415, "Unsupported Media Type", Some(&tag))
                 .header("Accept", "application/sdp")
-                .header("Server", &self.cfg.user_agent)
                 .build();
             self.finish_invite_tx(now, &key, req.source, 415, wire.into());
             return;
@@ -653,9 +663,9 @@ impl Engine {
         } else {
             let tag = self.calls[&call_id].dialog.local_tag.clone();
             let req = &self.pending_invites[&call_id];
-            let wire: Wire = ResponseBuilder::new(&req.msg, req.source, 180, "Ringing", Some(&tag))
+            let wire: Wire = self
+                .response(&req.msg, req.source, 180, "Ringing", Some(&tag))
                 .header("Contact", &self.contact(&line))
-                .header("Server", &self.cfg.user_agent)
                 .build()
                 .into();
             let to = req.source;
@@ -692,15 +702,19 @@ impl Engine {
         };
         call.phase = Phase::Answered;
         call.record.answered_at = Some(now.wall);
-        let wire: Wire = ResponseBuilder::new(&req.msg, req.source, 200, "OK", Some(&call.dialog.local_tag))
+        let (tag, sdp, key) = (
+            call.dialog.local_tag.clone(),
+            call.local_sdp.clone(),
+            call.invite_tx.clone(),
+        );
+        let wire: Wire = self
+            .response(&req.msg, req.source, 200, "OK", Some(&tag))
             .header("Contact", &contact)
             .header("Allow", ALLOW)
             .header("Supported", SUPPORTED)
-            .header("Server", &self.cfg.user_agent)
-            .body("application/sdp", call.local_sdp.clone().into_bytes())
+            .body("application/sdp", sdp.into_bytes())
             .build()
             .into();
-        let key = call.invite_tx.clone();
         let to = req.source;
         self.transmit(to, wire.clone());
         if let Some(entry) = self.invite_txs.get_mut(&key) {
@@ -758,17 +772,15 @@ impl Engine {
 
     fn reject_invite(&mut self, now: Now, req: &Request, key: &str, code: u16, reason: &str) {
         let tag = self.token();
-        let wire = ResponseBuilder::new(&req.msg, req.source, code, reason, Some(&tag))
-            .header("Server", &self.cfg.user_agent)
-            .build();
+        let wire = self.response(&req.msg, req.source, code, reason, Some(&tag)).build();
         self.finish_invite_tx(now, key, req.source, code, wire.into());
     }
 
     fn reject_invite_warning(&mut self, now: Now, req: &Request, key: &str, code: u16, reason: &str, warning: &str) {
         let tag = self.token();
-        let wire = ResponseBuilder::new(&req.msg, req.source, code, reason, Some(&tag))
+        let wire = self
+            .response(&req.msg, req.source, code, reason, Some(&tag))
             .header("Warning", &format!("399 denwa \"{}\"", warning.replace('"', "'")))
-            .header("Server", &self.cfg.user_agent)
             .build();
         self.finish_invite_tx(now, key, req.source, code, wire.into());
     }
@@ -784,7 +796,8 @@ impl Engine {
             return;
         }
         if req.cseq <= call.dialog.remote_cseq {
-            let wire = ResponseBuilder::new(&req.msg, req.source, 500, "Server Internal Error", None)
+            let wire = self
+                .response(&req.msg, req.source, 500, "Server Internal Error", None)
                 .header("Retry-After", "1")
                 .build();
             self.finish_invite_tx(now, &key, req.source, 500, wire.into());
@@ -798,10 +811,10 @@ impl Engine {
         }
         let (line, local_sdp) = (call.record.line.clone(), call.local_sdp.clone());
         let contact = self.contact(&line);
-        let wire = ResponseBuilder::new(&req.msg, req.source, 200, "OK", None)
+        let wire = self
+            .response(&req.msg, req.source, 200, "OK", None)
             .header("Contact", &contact)
             .header("Allow", ALLOW)
-            .header("Server", &self.cfg.user_agent)
             .body("application/sdp", local_sdp.into_bytes())
             .build();
         if let Some(e) = self.invite_txs.get_mut(&key) {
@@ -877,8 +890,8 @@ impl Engine {
             return;
         };
         let tag = self.calls.get(&call_id).map(|c| c.dialog.local_tag.clone());
-        let wire = ResponseBuilder::new(&invite.msg, invite.source, 487, "Request Terminated", tag.as_deref())
-            .header("Server", &self.cfg.user_agent)
+        let wire = self
+            .response(&invite.msg, invite.source, 487, "Request Terminated", tag.as_deref())
             .build();
         self.finish_invite_tx(now, &key, invite.source, 487, wire.into());
         info!(call_id = %call_id, "caller cancelled before answer");
@@ -901,7 +914,9 @@ impl Engine {
             // BYE during ringing (some UAs do it instead of CANCEL).
             let tag = call.dialog.local_tag.clone();
             let key = call.invite_tx.clone();
-            let wire = ResponseBuilder::new(&invite.msg, invite.source, 487, "Request Terminated", Some(&tag)).build();
+            let wire = self
+                .response(&invite.msg, invite.source, 487, "Request Terminated", Some(&tag))
+                .build();
             self.finish_invite_tx(now, &key, invite.source, 487, wire.into());
         }
         info!(call_id = %req.call_id, "caller hung up");
@@ -944,9 +959,9 @@ impl Engine {
             self.simple_non_invite(now, &req, 481, "Call/Transaction Does Not Exist");
             return;
         }
-        let mut b = ResponseBuilder::new(&req.msg, req.source, 200, "OK", None)
-            .header("Contact", &self.contact(&call.record.line))
-            .header("Server", &self.cfg.user_agent);
+        let mut b = self
+            .response(&req.msg, req.source, 200, "OK", None)
+            .header("Contact", &self.contact(&call.record.line));
         if !req.msg.body.is_empty() {
             b = b.body("application/sdp", call.local_sdp.clone().into_bytes());
         }
@@ -1097,9 +1112,9 @@ impl Engine {
             if let Some(invite) = self.pending_invites.remove(&id) {
                 let call = &self.calls[&id];
                 let (key, tag) = (call.invite_tx.clone(), call.dialog.local_tag.clone());
-                let wire = ResponseBuilder::new(&invite.msg, invite.source, 503, "Service Unavailable", Some(&tag))
+                let wire = self
+                    .response(&invite.msg, invite.source, 503, "Service Unavailable", Some(&tag))
                     .header("Retry-After", "30")
-                    .header("Server", &self.cfg.user_agent)
                     .build();
                 self.finish_invite_tx(now, &key, invite.source, 503, wire.into());
                 self.end_call(now, &id, Some(HungUpBy::Denwa), 503, None);
