@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use tracing::{debug, info, warn};
 
 use crate::call::{Call, CallRecord, Dialog, HungUpBy, Phase};
-use crate::config::IpRange;
+use crate::config::{IpRange, KeepAlive};
 use crate::policy::{Action, CallFacts, Decision, Policy};
 use crate::sip::message::{self, Incoming, Method, Request, Response, ResponseBuilder};
 use crate::sip::register::{RegAction, RegEvent, RegState, RegStatus, Registration, RegistrationConfig};
@@ -43,8 +43,9 @@ pub struct EngineConfig {
     pub timers: Timers,
     /// Who may deliver calls besides the registrars of our numbers.
     pub trusted: Vec<IpRange>,
-    /// CRLF keep-alive towards each registrar while registered (zero: off).
+    /// Keep-alive towards each registrar while registered (zero: off).
     pub keepalive: std::time::Duration,
+    pub keepalive_method: KeepAlive,
 }
 
 /// Start streaming a prompt on an RTP port.
@@ -93,6 +94,7 @@ enum TimerKey {
 enum TxOwner {
     Call(String),
     Registration(usize),
+    KeepAlive(usize),
 }
 
 struct InviteTxEntry {
@@ -143,6 +145,8 @@ pub struct Engine {
     pub status_changed: bool,
     /// Which registrations have a keep-alive timer running.
     keepalive_running: Vec<bool>,
+    /// Registrars whose last OPTIONS keep-alive went unanswered.
+    provider_silent: Vec<bool>,
     /// Sources already logged as refused (bounded).
     refused_sources: std::collections::HashSet<IpAddr>,
     pub stats: Stats,
@@ -169,6 +173,7 @@ impl Engine {
             contact_users: HashMap::new(),
             status_changed: false,
             keepalive_running: Vec::new(),
+            provider_silent: Vec::new(),
             refused_sources: std::collections::HashSet::new(),
             stats: Stats::default(),
         }
@@ -181,6 +186,7 @@ impl Engine {
         let seed = self.random();
         self.registrations.push(Registration::new(cfg, seed, wall));
         self.keepalive_running.push(false);
+        self.provider_silent.push(false);
     }
 
     /// Send the first REGISTER of every number.
@@ -946,6 +952,14 @@ impl Engine {
                 self.status_changed = true;
                 self.after_registration(now, i, action);
             }
+            TxOwner::KeepAlive(i) => {
+                if std::mem::take(&mut self.provider_silent[i]) {
+                    // It may have restarted and forgotten us: register again now.
+                    info!(line = %self.registrations[i].cfg.account.line, "the provider answers again; re-registering");
+                    let action = self.registrations[i].start(now.wall);
+                    self.after_registration(now, i, action);
+                }
+            }
         }
     }
 
@@ -1058,6 +1072,16 @@ impl Engine {
                                 self.status_changed = true;
                                 self.after_registration(now, i, RegAction::Wait);
                             }
+                            TxOwner::KeepAlive(i) => {
+                                if !std::mem::replace(&mut self.provider_silent[i], true) {
+                                    let reg = &self.registrations[i].cfg.account;
+                                    warn!(line = %reg.line, registrar = %reg.destination, "the provider does not answer keep-alives; re-registering to find out");
+                                    // A fresh REGISTER either confirms the binding or
+                                    // starts the back-off until the provider is back.
+                                    let action = self.registrations[i].start(now.wall);
+                                    self.after_registration(now, i, action);
+                                }
+                            }
                         }
                     }
                     Some(_) => {
@@ -1078,7 +1102,13 @@ impl Engine {
                 // so the provider can reach us with calls.
                 if self.registrations[i].state() == RegState::Registered {
                     let dest = self.registrations[i].cfg.account.destination;
-                    self.transmit(dest, Arc::from(&b"\r\n\r\n"[..]));
+                    match self.cfg.keepalive_method {
+                        KeepAlive::Crlf => self.transmit(dest, Arc::from(&b"\r\n\r\n"[..])),
+                        KeepAlive::Options => {
+                            let (request, branch) = self.registrations[i].keepalive_request();
+                            self.send_request(now, branch, request.into_bytes().into(), dest, TxOwner::KeepAlive(i));
+                        }
+                    }
                     let at = now.at + self.cfg.keepalive;
                     self.arm(TimerKey::Keepalive(i), Some(at));
                 } else {

@@ -149,6 +149,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             timers: Timers::default(),
             trusted: settings.trusted.clone(),
             keepalive: settings.keepalive,
+            keepalive_method: settings.keepalive_method,
         },
         config.policy.clone(),
         Box::new(ports),

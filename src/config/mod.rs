@@ -62,6 +62,8 @@ struct ProviderSection {
     expires: Option<Spanned<u32>>,
     retry_max: Option<Spanned<String>>,
     keepalive: Option<Spanned<String>>,
+    /// "options" (default: also notices a provider that stopped answering) or "crlf".
+    keepalive_method: Option<Spanned<String>>,
 }
 
 fn default_rtp_ports() -> Spanned<String> {
@@ -141,8 +143,19 @@ pub struct Settings {
     /// Sources allowed to deliver calls besides the provider.
     pub trusted: Vec<IpRange>,
     pub registrations: Vec<NumberRegistration>,
-    /// CRLF keep-alive interval towards each registrar (zero: off).
+    /// Keep-alive interval towards each registrar (zero: off).
     pub keepalive: Duration,
+    pub keepalive_method: KeepAlive,
+}
+
+/// How denwa keeps the path to the provider open and checks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepAlive {
+    /// RFC 5626 §4.4.1 double-CRLF: keeps NAT open, no answer expected.
+    Crlf,
+    /// An OPTIONS request: keeps NAT open and a missing answer shows the
+    /// provider is gone, so denwa re-registers at once.
+    Options,
 }
 
 /// An address range like `127.0.0.0/8` (a bare address is a /32 or /128).
@@ -511,6 +524,21 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
         "provider.keepalive",
         Duration::from_secs(30),
     );
+    let keepalive_method = match provider.and_then(|p| p.keepalive_method.as_ref()) {
+        None => KeepAlive::Options,
+        Some(m) => match m.get_ref().as_str() {
+            "options" => KeepAlive::Options,
+            "crlf" => KeepAlive::Crlf,
+            other => {
+                ck.error(
+                    &m.span(),
+                    "provider.keepalive_method",
+                    format!("{other:?}: use \"options\" or \"crlf\""),
+                );
+                KeepAlive::Options
+            }
+        },
+    };
     let mut registrations = Vec::new();
     let mut any_registers = false;
 
@@ -625,6 +653,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
             trusted,
             registrations,
             keepalive,
+            keepalive_method,
         },
         policy: Arc::new(Policy {
             shop_name: file.shop.name.clone().unwrap_or_else(|| "shop".into()),
@@ -975,6 +1004,7 @@ mod tests {
             ("provider.test", 120, Duration::from_secs(30))
         );
         assert_eq!(r.destination, "127.0.0.1:5070".parse().unwrap());
+        assert_eq!(c.settings.keepalive_method, KeepAlive::Options);
         assert!(
             !format!("{c:?}").contains("hunter2"),
             "secrets never reach Debug output"

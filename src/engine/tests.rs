@@ -56,6 +56,7 @@ fn engine_matching(answer_after: Duration, match_on: crate::policy::MatchOn) -> 
         timers: Timers::default(),
         trusted: vec![IpRange::parse("127.0.0.0/8").unwrap()],
         keepalive: Duration::from_secs(30),
+        keepalive_method: crate::config::KeepAlive::Crlf,
     };
     let now = Now {
         at: Instant::now(),
@@ -647,4 +648,60 @@ Content-Length: 0\r\n\r\n"
     send(&mut e, now, &invite("public", "after", "z9hG4bK-after", OFFER));
     let (sip, _, _, _) = outputs(&mut e);
     assert_eq!(status(&sip[0]), 100);
+}
+
+#[test]
+fn options_keepalive_notices_a_silent_provider_and_reregisters() {
+    let (mut e, t0) = engine(Duration::ZERO);
+    e.cfg.keepalive_method = crate::config::KeepAlive::Options;
+    e.add_registration(registration("dw-k"), t0.wall);
+    e.start(t0);
+    let registrar: SocketAddr = "127.0.0.9:5070".parse().unwrap();
+    let sent = |e: &mut Engine| -> Vec<String> {
+        std::iter::from_fn(|| e.poll_output())
+            .map(|o| match o {
+                Output::Transmit { to, data } => {
+                    assert_eq!(to, registrar);
+                    String::from_utf8(data.to_vec()).unwrap()
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    let ok = |req: &str, extra: &str| {
+        let h = |n: &str| req.lines().find(|l| l.starts_with(n)).unwrap().to_string();
+        format!(
+            "SIP/2.0 200 OK\r\n{}\r\n{}\r\n{};tag=r\r\n{}\r\n{}\r\n{extra}Content-Length: 0\r\n\r\n",
+            h("Via:"),
+            h("From:"),
+            h("To:"),
+            h("Call-ID:"),
+            h("CSeq:")
+        )
+    };
+    let register = sent(&mut e).remove(0);
+    e.handle_datagram(t0, registrar, ok(&register, "Expires: 600\r\n").as_bytes());
+    assert_eq!(e.registration_status(t0.at)[0].state, RegState::Registered);
+
+    // 30 s: an OPTIONS ping, answered: nothing else happens.
+    let t30 = later(t0, Duration::from_secs(30));
+    e.handle_timeout(t30);
+    let ping = sent(&mut e).remove(0);
+    assert!(ping.starts_with("OPTIONS sip:127.0.0.9 SIP/2.0"), "{ping}");
+    e.handle_datagram(t30, registrar, ok(&ping, "").as_bytes());
+    assert!(sent(&mut e).is_empty());
+
+    // 60 s: the next ping goes unanswered (retransmitted, then Timer F at
+    // 92 s): denwa re-registers at once instead of waiting for the refresh.
+    let mut t = later(t0, Duration::from_secs(60));
+    e.handle_timeout(t);
+    assert!(sent(&mut e)[0].starts_with("OPTIONS"));
+    let mut register_again = None;
+    while register_again.is_none() && t.at < t0.at + Duration::from_secs(100) {
+        t = later(t, Duration::from_millis(500));
+        e.handle_timeout(t);
+        register_again = sent(&mut e).into_iter().find(|m| m.starts_with("REGISTER"));
+    }
+    assert!(register_again.is_some(), "re-REGISTER after the silent keep-alive");
+    assert_eq!((t.at - t0.at).as_secs(), 92);
 }

@@ -183,6 +183,25 @@ Contact: <{contact}>\r\nExpires: {expires}\r\nAllow: {allow}\r\nUser-Agent: {ua}
         RegAction::Send { request: text, branch }
     }
 
+    /// An OPTIONS ping to the registrar (RFC 3261 §11): any answer shows the
+    /// provider is reachable; silence means it is not.
+    pub fn keepalive_request(&mut self) -> (String, String) {
+        let branch = format!("z9hG4bK{:016x}", self.random());
+        let call_id = format!("{:016x}@denwa", self.random());
+        let tag = format!("{:08x}", self.random() as u32);
+        let c = &self.cfg;
+        let text = format!(
+            "OPTIONS sip:{domain} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\nMax-Forwards: 70\r\n\
+From: <sip:{user}@{domain}>;tag={tag}\r\nTo: <sip:{domain}>\r\nCall-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\n\
+User-Agent: {ua}\r\nContent-Length: 0\r\n\r\n",
+            domain = c.account.domain,
+            local = c.local,
+            user = c.account.user,
+            ua = c.user_agent,
+        );
+        (text, branch)
+    }
+
     /// Begin (or restart at once, e.g. the network came back).
     pub fn start(&mut self, wall: Timestamp) -> RegAction {
         if self.in_flight.is_some() {
