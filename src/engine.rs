@@ -531,7 +531,6 @@ impl Engine {
         let caller_name = message::display_name(&from);
         let decision = self.policy.decide(&CallFacts {
             dialled: &lookup,
-            caller: &caller,
             arrived_at: now.wall,
         });
         let (line, action, why) = match decision {
@@ -654,7 +653,6 @@ impl Engine {
             media,
             media_started: false,
             record,
-            arrived: now.at,
         };
         self.stats.calls_total += 1;
         let call_id = req.call_id.clone();

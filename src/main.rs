@@ -125,7 +125,12 @@ fn init_logging(format: LogFormat) {
 fn check(path: &std::path::Path) -> ExitCode {
     match config::load(path) {
         Ok(c) => {
-            println!("ok: {} ({} numbers)", path.display(), c.policy.numbers.len());
+            println!(
+                "ok: {}: {}, {} numbers",
+                path.display(),
+                c.policy.shop_name,
+                c.policy.numbers.len()
+            );
             for n in c.policy.numbers.values() {
                 let actions: Vec<String> = n
                     .rules
@@ -144,9 +149,10 @@ fn check(path: &std::path::Path) -> ExitCode {
                     })
                     .collect();
                 println!(
-                    "  {} ({}): {} rule(s): {}",
+                    "  {} ({}, \"{}\"): {} rule(s): {}",
                     n.name,
                     n.number,
+                    n.label,
                     n.rules.len(),
                     actions.join("; ")
                 );

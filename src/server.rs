@@ -173,13 +173,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     engine.start(now());
     info!(
+        shop = %config.policy.shop_name,
         listen = %local,
         numbers = config.policy.numbers.len(),
         call_log = %settings.call_log.display(),
         "denwa is listening"
     );
     for n in config.policy.numbers.values() {
-        info!(line = %n.name, number = %n.number, rules = n.rules.len(), "number ready");
+        info!(line = %n.name, number = %n.number, label = %n.label, rules = n.rules.len(), "number ready");
     }
 
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;

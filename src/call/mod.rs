@@ -62,7 +62,6 @@ pub struct Call {
     pub media: Option<Negotiated>,
     pub media_started: bool,
     pub record: CallRecord,
-    pub arrived: Instant,
 }
 
 /// One line of the call log (JSON).

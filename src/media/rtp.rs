@@ -137,10 +137,6 @@ impl Pacer {
         self.streams.remove(&id)
     }
 
-    pub fn len(&self) -> usize {
-        self.streams.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.streams.is_empty()
     }
@@ -149,10 +145,6 @@ impl Pacer {
         if let Some(s) = self.streams.get_mut(&id) {
             s.remote = remote;
         }
-    }
-
-    pub fn stream(&self, id: u64) -> Option<&Stream> {
-        self.streams.get(&id)
     }
 
     /// When the next packet is due.

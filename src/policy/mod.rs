@@ -171,7 +171,6 @@ impl HourRange {
 pub struct CallFacts<'a> {
     /// The dialled number or line name, as it arrived.
     pub dialled: &'a str,
-    pub caller: &'a str,
     pub arrived_at: Timestamp,
 }
 
@@ -281,7 +280,6 @@ mod tests {
         let ts: Timestamp = when.parse().unwrap();
         p.decide(&CallFacts {
             dialled,
-            caller: "0901234567",
             arrived_at: ts,
         })
     }
