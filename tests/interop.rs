@@ -12,11 +12,7 @@ use common::{Denwa, RtpSink, check_stream};
 fn codec_call(codec_pt: u8, codec_name: &str) {
     let denwa = Denwa::start(codec_name);
     let sink = RtpSink::start();
-    let keys = [
-        ("rtp_port", sink.port.to_string()),
-        ("codec_pt", codec_pt.to_string()),
-        ("codec_name", codec_name.to_string()),
-    ];
+    let keys = sink.keys(codec_pt, codec_name);
     denwa.sipp("announce.xml", "five", &keys);
     let packets = sink.packets.join().unwrap();
     check_stream(&packets, codec_pt, 250);
@@ -44,11 +40,7 @@ fn pcma_call_hears_the_whole_prompt_then_denwa_hangs_up() {
 fn number_also_answers_to_its_digits() {
     let denwa = Denwa::start("digits");
     let sink = RtpSink::start();
-    let keys = [
-        ("rtp_port", sink.port.to_string()),
-        ("codec_pt", "0".into()),
-        ("codec_name", "PCMU".into()),
-    ];
+    let keys = sink.keys(0, "PCMU");
     denwa.sipp("announce.xml", "0501110006", &keys);
     check_stream(&sink.packets.join().unwrap(), 0, 50);
     assert_eq!(denwa.wait_for_calls(1)[0]["line"], "short");
@@ -105,11 +97,7 @@ fn garbage_and_oversized_datagrams_do_not_stop_the_next_call() {
     s.send_to(&oversized, target).unwrap();
 
     let sink = RtpSink::start();
-    let keys = [
-        ("rtp_port", sink.port.to_string()),
-        ("codec_pt", "0".into()),
-        ("codec_name", "PCMU".into()),
-    ];
+    let keys = sink.keys(0, "PCMU");
     denwa.sipp("announce.xml", "short", &keys);
     check_stream(&sink.packets.join().unwrap(), 0, 50);
 }

@@ -274,11 +274,7 @@ fn calls_through_the_provider_reach_each_number_and_direct_calls_are_refused() {
     }
     for (n, (line, user, _)) in ACCOUNTS.iter().enumerate() {
         let sink = RtpSink::start();
-        let keys = [
-            ("rtp_port", sink.port.to_string()),
-            ("codec_pt", "0".into()),
-            ("codec_name", "PCMU".into()),
-        ];
+        let keys = sink.keys(0, "PCMU");
         // SIPp dials the DID at the provider; Kamailio routes it to denwa's
         // registered contact; denwa's BYE goes back along the Record-Route.
         denwa.sipp_to(&kamailio.address(), "127.0.0.1", "announce.xml", user, &keys);

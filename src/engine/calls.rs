@@ -187,7 +187,10 @@ impl Engine {
                 local_cseq: (self.random() % 10_000) as u32 + 1,
                 remote_cseq: req.cseq,
             },
-            phase: Phase::Answered,
+            // Answered at once when answer_after is zero (see below).
+            phase: Phase::Ringing {
+                answer_at: now.at + answer_after,
+            },
             invite_tx: key.clone(),
             invite_cseq: req.cseq,
             source: req.source,
@@ -221,11 +224,7 @@ impl Engine {
             if let Some(e) = self.invite_txs.get_mut(&key) {
                 e.tx.provisional(wire);
             }
-            let answer_at = now.at + answer_after;
-            if let Some(c) = self.calls.get_mut(&call_id) {
-                c.phase = Phase::Ringing { answer_at };
-            }
-            self.arm(TimerKey::Call(call_id), Some(answer_at));
+            self.arm(TimerKey::Call(call_id), Some(now.at + answer_after));
         }
     }
 

@@ -216,6 +216,15 @@ pub struct RtpSink {
 }
 
 impl RtpSink {
+    /// The SIPp keys for announce.xml: offer one G.711 codec, RTP to this sink.
+    pub fn keys(&self, payload_type: u8, codec: &str) -> [(&'static str, String); 3] {
+        [
+            ("rtp_port", self.port.to_string()),
+            ("codec_pt", payload_type.to_string()),
+            ("codec_name", codec.to_string()),
+        ]
+    }
+
     pub fn start() -> RtpSink {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = socket.local_addr().unwrap().port();
