@@ -16,16 +16,15 @@ use tracing::{debug, info, warn};
 
 use crate::call::{Call, CallRecord, Dialog, HungUpBy, Phase};
 use crate::config::{IpRange, KeepAlive};
+use crate::media::player::MediaStart;
+use crate::media::prompt::PromptLibrary;
 use crate::policy::{Action, CallFacts, Decision, Policy};
 use crate::sip::message::{self, Incoming, Method, Request, Response, ResponseBuilder};
 use crate::sip::register::{RegAction, RegEvent, RegState, RegStatus, Registration, RegistrationConfig};
-use crate::sip::sdp::{self, Codec, SdpError, SessionDescription};
+use crate::sip::sdp::{self, SdpError, SessionDescription};
 use crate::sip::transaction::{ClientNonInvite, ServerInvite, ServerNonInvite, TimerOutcome, Timers, Wire};
 
-/// Methods we answer; everything else gets 405 with this list.
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE";
-/// Extensions we understand (none yet that a peer can require of us).
-pub const SUPPORTED: &str = "";
+pub use crate::sip::{ALLOW, SUPPORTED};
 
 /// Current time, both clocks: the monotonic one drives timers, the wall one
 /// goes into records and the policy's schedules.
@@ -47,23 +46,6 @@ pub struct EngineConfig {
     /// Keep-alive towards each registrar while registered (zero: off).
     pub keepalive: std::time::Duration,
     pub keepalive_method: KeepAlive,
-}
-
-/// Start streaming a prompt on an RTP port.
-#[derive(Debug, Clone)]
-pub struct MediaStart {
-    pub call_id: String,
-    pub port: u16,
-    pub remote: SocketAddr,
-    /// Where the call's SIP came from (trusted for symmetric RTP).
-    pub signalling_source: IpAddr,
-    pub codec: Codec,
-    pub payload_type: u8,
-    pub audio: Arc<[u8]>,
-    pub repeat: u32,
-    pub ssrc: u32,
-    pub first_sequence: u16,
-    pub first_timestamp: u32,
 }
 
 #[derive(Debug)]
@@ -125,6 +107,7 @@ pub struct Stats {
 pub struct Engine {
     cfg: EngineConfig,
     policy: Arc<Policy>,
+    prompts: Arc<PromptLibrary>,
     ports: Box<dyn PortAllocator>,
     invite_txs: HashMap<String, InviteTxEntry>,
     other_txs: HashMap<String, ServerNonInvite>,
@@ -154,10 +137,17 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(cfg: EngineConfig, policy: Arc<Policy>, ports: Box<dyn PortAllocator>, seed: u64) -> Self {
+    pub fn new(
+        cfg: EngineConfig,
+        policy: Arc<Policy>,
+        prompts: Arc<PromptLibrary>,
+        ports: Box<dyn PortAllocator>,
+        seed: u64,
+    ) -> Self {
         Engine {
             cfg,
             policy,
+            prompts,
             ports,
             invite_txs: HashMap::new(),
             other_txs: HashMap::new(),
@@ -190,8 +180,9 @@ impl Engine {
     }
 
     /// Swap in a new policy; calls in progress keep the action they started with.
-    pub fn set_policy(&mut self, policy: Arc<Policy>) {
+    pub fn set_policy(&mut self, policy: Arc<Policy>, prompts: Arc<PromptLibrary>) {
         self.policy = policy;
+        self.prompts = prompts;
     }
 
     /// Replace who, besides the registrars, may deliver calls (on reload).

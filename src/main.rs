@@ -138,8 +138,8 @@ fn check(path: &std::path::Path) -> ExitCode {
                     .map(|r| match &r.action {
                         Action::Announce { prompt, repeat, .. } => format!(
                             "announce {} ({:.1} s{})",
-                            prompt.path.file_name().unwrap_or_default().to_string_lossy(),
-                            prompt.duration().as_secs_f64(),
+                            prompt.name,
+                            prompt.duration.as_secs_f64(),
                             if *repeat > 1 {
                                 format!(" x{repeat}")
                             } else {

@@ -152,6 +152,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             keepalive_method: settings.keepalive_method,
         },
         config.policy.clone(),
+        config.prompts.clone(),
         Box::new(ports),
         u64::from_le_bytes(seed),
     );
@@ -342,7 +343,7 @@ fn reload(engine: &mut Engine, path: &Path, running: &config::Settings) {
                 warn!("[provider] or a number's registration changed: that takes effect after a restart");
             }
             engine.set_trusted(new.settings.trusted);
-            engine.set_policy(new.policy);
+            engine.set_policy(new.policy, new.prompts);
             info!(path = %path.display(), "config reloaded; new calls follow the new rules");
         }
         Err(errors) => {

@@ -3,11 +3,13 @@
 //! state transitions; the engine drives it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::media::prompt::Prompt;
 use crate::policy::Action;
 use crate::sip::sdp::Negotiated;
 
@@ -55,6 +57,8 @@ pub struct Call {
     pub invite_cseq: u32,
     pub source: SocketAddr,
     pub action: Action,
+    /// The audio of the prompt the action names, resolved when the call arrived.
+    pub prompt: Arc<Prompt>,
     pub rtp_port: u16,
     /// Our SDP as sent in the 200 (re-sent for session-refresh re-INVITEs).
     pub local_sdp: String,

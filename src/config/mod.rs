@@ -11,8 +11,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::media::prompt::{self, Prompt};
-use crate::policy::{Action, DaySet, HourRange, MatchOn, NumberPolicy, Policy, Rule, When};
+use crate::media::prompt::{self, Prompt, PromptLibrary};
+use crate::policy::{Action, DaySet, HourRange, MatchOn, NumberPolicy, Policy, PromptRef, Rule, When};
+use crate::sip::register::Account;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -142,7 +143,7 @@ pub struct Settings {
     pub status_file: PathBuf,
     /// Sources allowed to deliver calls besides the provider.
     pub trusted: Vec<IpRange>,
-    pub registrations: Vec<NumberRegistration>,
+    pub registrations: Vec<Account>,
     /// Keep-alive interval towards each registrar (zero: off).
     pub keepalive: Duration,
     pub keepalive_method: KeepAlive,
@@ -212,34 +213,6 @@ impl IpRange {
     }
 }
 
-/// How one number registers with its provider. `Debug` hides the password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct NumberRegistration {
-    pub line: String,
-    pub user: String,
-    pub auth_user: String,
-    pub password: String,
-    pub domain: String,
-    /// If set, the only realm we answer challenges for.
-    pub realm: Option<String>,
-    pub destination: SocketAddr,
-    pub expires: u32,
-    pub retry_max: Duration,
-}
-
-impl std::fmt::Debug for NumberRegistration {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NumberRegistration")
-            .field("line", &self.line)
-            .field("user", &self.user)
-            .field("auth_user", &self.auth_user)
-            .field("password", &"<hidden>")
-            .field("domain", &self.domain)
-            .field("destination", &self.destination)
-            .finish_non_exhaustive()
-    }
-}
-
 /// `host[:port]` → an address (a host name is looked up once, at load).
 fn resolve(text: &str) -> Result<SocketAddr, String> {
     use std::net::ToSocketAddrs;
@@ -280,6 +253,8 @@ pub struct Config {
     pub path: PathBuf,
     pub settings: Settings,
     pub policy: Arc<Policy>,
+    /// The audio of every prompt the policy names.
+    pub prompts: Arc<PromptLibrary>,
 }
 
 /// One problem, located in the file.
@@ -496,6 +471,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
     let prompt_dir = base.join(file.prompts.dir.as_deref().unwrap_or("../prompts"));
     let max_prompt = Duration::from_secs(file.prompts.max_seconds.unwrap_or(300));
     let mut prompts: HashMap<PathBuf, Arc<Prompt>> = HashMap::new();
+    let mut library = PromptLibrary::default();
 
     // [provider]
     let provider = file.provider.as_ref();
@@ -581,7 +557,15 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
         let mut rules = Vec::new();
         for (i, rule) in section.rules.iter().enumerate() {
             let rkey = format!("{key}.rules[{}]", i + 1);
-            if let Some(r) = compile_rule(&mut ck, &rkey, rule, &prompt_dir, max_prompt, &mut prompts) {
+            if let Some(r) = compile_rule(
+                &mut ck,
+                &rkey,
+                rule,
+                &prompt_dir,
+                max_prompt,
+                &mut prompts,
+                &mut library,
+            ) {
                 rules.push(r);
             }
         }
@@ -591,7 +575,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
         if registers
             && let Some(r) = compile_registration(&mut ck, &key, name, &number, section, registrar, provider, &base)
         {
-            registrations.push(NumberRegistration {
+            registrations.push(Account {
                 expires,
                 retry_max,
                 ..r
@@ -660,6 +644,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
             timezone,
             numbers,
         }),
+        prompts: Arc::new(library),
     })
 }
 
@@ -706,7 +691,7 @@ fn compile_registration(
     registrar: Option<&Spanned<String>>,
     provider: Option<&ProviderSection>,
     base: &Path,
-) -> Option<NumberRegistration> {
+) -> Option<Account> {
     let Some(registrar) = registrar else {
         ck.error(
             &section.number.span(),
@@ -767,7 +752,7 @@ fn compile_registration(
         .clone()
         .or_else(|| provider.and_then(|p| p.domain.clone()))
         .unwrap_or_else(|| host_of(registrar.get_ref()));
-    Some(NumberRegistration {
+    Some(Account {
         line: line.to_string(),
         user: number.to_string(),
         auth_user: section.auth_user.clone().unwrap_or_else(|| number.to_string()),
@@ -787,6 +772,7 @@ fn compile_rule(
     prompt_dir: &Path,
     max_prompt: Duration,
     prompts: &mut HashMap<PathBuf, Arc<Prompt>>,
+    library: &mut PromptLibrary,
 ) -> Option<Rule> {
     let span = rule.span();
     let rule = rule.get_ref();
@@ -842,6 +828,12 @@ fn compile_rule(
                 return None;
             }
         },
+    };
+    let name: Arc<str> = announce.get_ref().as_str().into();
+    library.insert(name.clone(), prompt.clone());
+    let prompt = PromptRef {
+        name,
+        duration: prompt.duration(),
     };
     let repeat = match &rule.repeat {
         Some(r) if !(1..=20).contains(r.get_ref()) => {
@@ -932,7 +924,8 @@ mod tests {
         // One prompt file is loaded once and shared.
         let (Action::Announce { prompt: a, .. }, Action::Announce { prompt: b, .. }) =
             (&p.rules[0].action, &p.rules[1].action);
-        assert!(Arc::ptr_eq(a, b));
+        assert_eq!(a, b);
+        assert!(c.prompts.get(&a.name).is_some_and(|p| p.duration() == a.duration));
     }
 
     #[test]

@@ -91,6 +91,16 @@ impl Engine {
             Decision::Route { line, action, why } => (line, action, why),
         };
 
+        // The call keeps the audio its plan names, even if a reload replaces it.
+        let prompt = match &action {
+            Action::Announce { prompt, .. } => self.prompts.get(&prompt.name).cloned(),
+        };
+        let Some(prompt) = prompt else {
+            warn!(%line, "the policy names a prompt the library lacks (500)");
+            self.reject_invite(now, &req, &key, 500, "Server Internal Error");
+            return;
+        };
+
         // Media: answer their offer, or make ours if they sent none.
         let ctype = req.msg.header("Content-Type").unwrap_or("application/sdp");
         let offer = if req.msg.body.is_empty() {
@@ -195,6 +205,7 @@ impl Engine {
             invite_cseq: req.cseq,
             source: req.source,
             action,
+            prompt,
             rtp_port: port,
             local_sdp,
             media,
@@ -291,7 +302,8 @@ impl Engine {
             self.hang_up_soon.push(call_id.to_string());
             return;
         }
-        let Action::Announce { prompt, repeat, .. } = &call.action;
+        let Action::Announce { repeat, .. } = &call.action;
+        let prompt = &call.prompt;
         let start = MediaStart {
             call_id: call_id.to_string(),
             port: call.rtp_port,

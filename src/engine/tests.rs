@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
+use crate::codec::Codec;
 use crate::media::prompt::Prompt;
 use crate::policy::{NumberPolicy, Rule, When};
 use crate::sip::register::RegistrationConfig;
@@ -25,7 +26,13 @@ fn engine(answer_after: Duration) -> (Engine, Now) {
 }
 
 fn engine_matching(answer_after: Duration, match_on: crate::policy::MatchOn) -> (Engine, Now) {
-    let prompt = Arc::new(Prompt::from_linear("closed.wav".into(), &[100; 160 * 10]));
+    let audio = Arc::new(Prompt::from_linear("closed.wav".into(), &[100; 160 * 10]));
+    let prompt = crate::policy::PromptRef {
+        name: "closed.wav".into(),
+        duration: audio.duration(),
+    };
+    let mut prompts = crate::media::prompt::PromptLibrary::default();
+    prompts.insert(prompt.name.clone(), audio);
     let mut numbers = BTreeMap::new();
     numbers.insert(
         "public".to_string(),
@@ -62,7 +69,10 @@ fn engine_matching(answer_after: Duration, match_on: crate::policy::MatchOn) -> 
         at: Instant::now(),
         wall: "2026-11-23T01:00:00Z".parse().unwrap(),
     };
-    (Engine::new(cfg, policy, Box::new(FakePorts(20000)), 42), now)
+    (
+        Engine::new(cfg, policy, Arc::new(prompts), Box::new(FakePorts(20000)), 42),
+        now,
+    )
 }
 
 fn later(now: Now, d: Duration) -> Now {
@@ -452,7 +462,7 @@ fn untrusted_sources_get_403_for_invites_and_nothing_else() {
 
 fn registration(contact_user: &str) -> RegistrationConfig {
     RegistrationConfig {
-        account: crate::config::NumberRegistration {
+        account: crate::sip::register::Account {
             line: "public".into(),
             user: "0501110001".into(),
             auth_user: "0501110001".into(),

@@ -3,7 +3,7 @@
 //! one timer for all streams keeps the per-packet cost at a `sendto`.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -12,7 +12,24 @@ use std::time::{Duration, Instant};
 use tracing::debug;
 
 use super::rtp::{Due, Pacer, Stream};
-use crate::engine::MediaStart;
+use crate::codec::Codec;
+
+/// Start streaming a prompt on an RTP port.
+#[derive(Debug, Clone)]
+pub struct MediaStart {
+    pub call_id: String,
+    pub port: u16,
+    pub remote: SocketAddr,
+    /// Where the call's SIP came from (trusted for symmetric RTP).
+    pub signalling_source: IpAddr,
+    pub codec: Codec,
+    pub payload_type: u8,
+    pub audio: Arc<[u8]>,
+    pub repeat: u32,
+    pub ssrc: u32,
+    pub first_sequence: u16,
+    pub first_timestamp: u32,
+}
 
 pub enum PlayerCommand {
     Start { socket: Arc<UdpSocket>, start: MediaStart },

@@ -1,6 +1,7 @@
 //! Prompts: WAV files the owner records, decoded once at load time into
 //! 8 kHz G.711 in both laws, so the packet path only slices shared bytes.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler};
 
 use super::g711;
-use crate::sip::sdp::Codec;
+use crate::codec::Codec;
 
 /// G.711 runs at 8 kHz; one RTP packet carries 20 ms = 160 samples.
 pub const SAMPLE_RATE: u32 = 8000;
@@ -21,6 +22,23 @@ pub struct Prompt {
     pub path: PathBuf,
     ulaw: Arc<[u8]>,
     alaw: Arc<[u8]>,
+}
+
+/// Every prompt a config names, by the name used in its rules, each loaded
+/// and encoded once. Built with the policy and swapped with it on reload.
+#[derive(Debug, Default)]
+pub struct PromptLibrary {
+    prompts: HashMap<Arc<str>, Arc<Prompt>>,
+}
+
+impl PromptLibrary {
+    pub fn insert(&mut self, name: Arc<str>, prompt: Arc<Prompt>) {
+        self.prompts.insert(name, prompt);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Prompt>> {
+        self.prompts.get(name)
+    }
 }
 
 impl Prompt {

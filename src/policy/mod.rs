@@ -10,8 +10,6 @@ use jiff::Timestamp;
 use jiff::civil::{Time, Weekday};
 use jiff::tz::TimeZone;
 
-use crate::media::prompt::Prompt;
-
 /// The compiled, immutable policy. A reload builds a new one; calls keep the
 /// plan they started with.
 #[derive(Debug)]
@@ -63,10 +61,19 @@ pub enum Action {
     /// Answer (after `answer_after` of ringing), play the prompt `repeat`
     /// times, hang up.
     Announce {
-        prompt: Arc<Prompt>,
+        prompt: PromptRef,
         repeat: u32,
         answer_after: Duration,
     },
+}
+
+/// A prompt by the name the owner wrote (a file in the prompts folder). The
+/// policy only names it; the audio lives in media's prompt library.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptRef {
+    pub name: Arc<str>,
+    /// How long it plays once, for `check` and dry runs.
+    pub duration: Duration,
 }
 
 /// Conditions on the time of the call, in the shop's time zone. Empty matches always.
@@ -232,8 +239,11 @@ impl Policy {
 mod tests {
     use super::*;
 
-    fn prompt() -> Arc<Prompt> {
-        Arc::new(Prompt::from_linear("p.wav".into(), &[0; 160]))
+    fn prompt() -> PromptRef {
+        PromptRef {
+            name: "p.wav".into(),
+            duration: Duration::from_millis(20),
+        }
     }
 
     fn announce(repeat: u32) -> Action {

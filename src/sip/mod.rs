@@ -7,3 +7,8 @@ pub mod transaction;
 
 pub mod auth;
 pub mod register;
+
+/// Methods we answer; everything else gets 405 with this list.
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE";
+/// Extensions we understand (none yet that a peer can require of us).
+pub const SUPPORTED: &str = "";

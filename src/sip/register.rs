@@ -12,13 +12,40 @@ use serde::Serialize;
 
 use super::auth::{self, Challenge};
 use super::message::{self, Response};
-use crate::config::NumberRegistration;
+
+/// One number's account at the provider. `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Account {
+    pub line: String,
+    pub user: String,
+    pub auth_user: String,
+    pub password: String,
+    pub domain: String,
+    /// If set, the only realm we answer challenges for.
+    pub realm: Option<String>,
+    pub destination: SocketAddr,
+    pub expires: u32,
+    pub retry_max: Duration,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("line", &self.line)
+            .field("user", &self.user)
+            .field("auth_user", &self.auth_user)
+            .field("password", &"<hidden>")
+            .field("domain", &self.domain)
+            .field("destination", &self.destination)
+            .finish_non_exhaustive()
+    }
+}
 
 /// What one registration needs to know: the account from the config (whose
 /// `Debug` hides the password) and where we are.
 #[derive(Debug, Clone)]
 pub struct RegistrationConfig {
-    pub account: NumberRegistration,
+    pub account: Account,
     /// The unguessable user part of our Contact for this number.
     pub contact_user: String,
     /// Our address as we believe the registrar sees it.
@@ -160,7 +187,7 @@ Contact: <{contact}>\r\nExpires: {expires}\r\nAllow: {allow}\r\nUser-Agent: {ua}
             call_id = self.call_id,
             cseq = self.cseq,
             contact = self.contact_uri(),
-            allow = crate::engine::ALLOW,
+            allow = super::ALLOW,
             ua = c.user_agent,
         );
         if let Some((ch, proxy)) = self.challenge.clone() {
@@ -457,7 +484,7 @@ mod tests {
 
     fn cfg() -> RegistrationConfig {
         RegistrationConfig {
-            account: NumberRegistration {
+            account: Account {
                 line: "public".into(),
                 user: "0501110001".into(),
                 auth_user: "0501110001".into(),
