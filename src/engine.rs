@@ -91,6 +91,8 @@ struct ClientTxEntry {
     tx: ClientNonInvite,
     owner: TxOwner,
     dest: SocketAddr,
+    /// The request had to be sent again: the far end was away for a while.
+    retransmitted: bool,
 }
 
 /// Counters for the status line and the benchmark.
@@ -131,8 +133,8 @@ pub struct Engine {
     keepalive_running: Vec<bool>,
     /// Registrars whose last OPTIONS keep-alive went unanswered.
     provider_silent: Vec<bool>,
-    /// Sources already logged as refused (bounded).
-    refused_sources: std::collections::HashSet<IpAddr>,
+    /// Answer budget and first-sighting log for untrusted sources.
+    refusals: Refusals,
     pub stats: Stats,
 }
 
@@ -165,7 +167,7 @@ impl Engine {
             status_changed: false,
             keepalive_running: Vec::new(),
             provider_silent: Vec::new(),
-            refused_sources: std::collections::HashSet::new(),
+            refusals: Refusals::default(),
             stats: Stats::default(),
         }
     }
@@ -238,10 +240,21 @@ impl Engine {
                 debug!(%source, reason = %e, "dropped unparseable datagram");
             }
             Ok(Incoming::Invalid { msg, status, reason }) => {
+                // A scanner learns nothing from us, not even that we parse SIP.
+                if !self.trusted(source) {
+                    self.stats.untrusted_refused += 1;
+                    debug!(%source, %reason, "invalid request from an untrusted source: ignored");
+                    return;
+                }
                 self.stats.answered_400 += 1;
                 debug!(%source, %reason, "invalid request");
+                let phrase = if status == 505 {
+                    "Version Not Supported"
+                } else {
+                    "Bad Request"
+                };
                 let wire = self
-                    .response(&msg, source, status, "Bad Request", None)
+                    .response(&msg, source, status, phrase, None)
                     .header("Warning", &format!("399 denwa \"{}\"", reason.replace('"', "'")))
                     .build();
                 self.transmit(source, wire.into());
@@ -305,35 +318,22 @@ impl Engine {
 
     fn on_request(&mut self, now: Now, req: Request) {
         if !self.trusted(req.source) && !self.calls.contains_key(&req.call_id) {
-            // A scanner, or a call that did not come through the provider.
-            // INVITEs get a plain 403 whatever the number (no enumeration,
-            // and never a call); anything else gets nothing at all.
-            let key = Self::tx_key(&req);
-            if req.method == Method::Ack {
-                // The ACK for our 403 ends its retransmissions.
-                if let Some(entry) = self.invite_txs.get_mut(&key) {
-                    entry.tx.on_ack(now.at);
-                    let at = entry.tx.poll_timeout();
-                    self.arm(TimerKey::InviteTx(key), at);
-                }
-                return;
-            }
-            self.stats.untrusted_refused += 1;
+            self.refuse_untrusted(now, &req);
+            return;
+        }
+        // An extension we do not support is refused on every method but the
+        // two that cannot be refused (RFC 3261 §8.2.2.3).
+        if !matches!(req.method, Method::Ack | Method::Cancel)
+            && let Some(require) = req.msg.header("Require").filter(|r| !r.trim().is_empty())
+        {
+            let require = require.to_string();
             if req.method == Method::Invite {
+                let key = Self::tx_key(&req);
                 if let Some(entry) = self.invite_txs.get(&key) {
                     if let Some(wire) = entry.tx.on_retransmitted_invite() {
                         self.transmit(req.source, wire);
                     }
                     return;
-                }
-                // One log line per source (a scanner sends thousands).
-                if self.refused_sources.len() >= 1024 {
-                    self.refused_sources.clear();
-                }
-                if self.refused_sources.insert(req.source.ip()) {
-                    info!(source = %req.source, dialled = req.uri_user.as_deref().unwrap_or(""), "refused a call from an untrusted source (403); further ones from it are logged at debug");
-                } else {
-                    debug!(source = %req.source, dialled = req.uri_user.as_deref().unwrap_or(""), "refused a call from an untrusted source (403)");
                 }
                 self.invite_txs.insert(
                     key.clone(),
@@ -343,9 +343,18 @@ impl Engine {
                         dest: req.source,
                     },
                 );
-                self.reject_invite(now, &req, &key, 403, "Forbidden");
+                let tag = self.token();
+                let wire = self
+                    .response(&req.msg, req.source, 420, "Bad Extension", Some(&tag))
+                    .header("Unsupported", &require)
+                    .build();
+                self.finish_invite_tx(now, &key, req.source, 420, wire.into());
             } else {
-                debug!(source = %req.source, method = %req.method, "ignored a request from an untrusted source");
+                let wire = self
+                    .response(&req.msg, req.source, 420, "Bad Extension", None)
+                    .header("Unsupported", &require)
+                    .build();
+                self.respond_non_invite(now, &req, wire.into());
             }
             return;
         }
@@ -381,6 +390,37 @@ impl Engine {
         }
     }
 
+    /// A scanner, or a call that did not come through the provider. An INVITE
+    /// gets one plain 403 whatever the number (no enumeration, never a call),
+    /// with no transaction: nothing is retransmitted, so a spoofed INVITE
+    /// cannot turn us into an amplifier, and each source gets at most a few
+    /// answers a second. Anything else gets nothing at all.
+    fn refuse_untrusted(&mut self, now: Now, req: &Request) {
+        if req.method != Method::Invite {
+            if req.method != Method::Ack {
+                self.stats.untrusted_refused += 1;
+                debug!(source = %req.source, method = %req.method, "ignored a request from an untrusted source");
+            }
+            return;
+        }
+        self.stats.untrusted_refused += 1;
+        let first_time = !self.refusals.seen(req.source.ip());
+        if !self.refusals.allow(req.source.ip(), now.at) {
+            debug!(source = %req.source, "untrusted source over its answer budget: INVITE dropped");
+            return;
+        }
+        let dialled = req.uri_user.as_deref().unwrap_or("");
+        if first_time {
+            info!(source = %req.source, dialled, "refused a call from an untrusted source (403); further ones from it are logged at debug");
+        } else {
+            debug!(source = %req.source, dialled, "refused a call from an untrusted source (403)");
+        }
+        let tag = self.token();
+        // No Server header: nothing that names the software.
+        let wire = ResponseBuilder::new(&req.msg, req.source, 403, "Forbidden", Some(&tag)).build();
+        self.transmit(req.source, wire.into());
+    }
+
     fn on_response(&mut self, now: Now, resp: Response) {
         let Some(entry) = self.client_txs.get_mut(&resp.branch) else {
             debug!(call_id = %resp.call_id, code = resp.code, "stray response ignored");
@@ -390,6 +430,7 @@ impl Engine {
             return;
         };
         let owner = entry.owner.clone();
+        let retransmitted = entry.retransmitted;
         let at = entry.tx.poll_timeout();
         self.arm(TimerKey::ClientTx(resp.branch.clone()), at);
         match owner {
@@ -399,8 +440,8 @@ impl Engine {
                 }
                 self.finish_hangup(now, &call_id);
             }
-            TxOwner::Registration(i) => self.on_register_response(now, i, &resp),
-            TxOwner::KeepAlive(i) => self.on_keepalive_answered(now, i),
+            TxOwner::Registration(i) => self.on_register_response(now, i, &resp, retransmitted),
+            TxOwner::KeepAlive(i) => self.on_keepalive_answered(now, i, retransmitted),
         }
     }
 
@@ -471,6 +512,7 @@ impl Engine {
                 let (dest, owner) = (entry.dest, entry.owner.clone());
                 match outcome {
                     Some(TimerOutcome::Retransmit(wire)) => {
+                        entry.retransmitted = true;
                         self.stats.retransmissions_sent += 1;
                         self.transmit(dest, wire);
                         self.arm(TimerKey::ClientTx(branch), next);
@@ -511,9 +553,51 @@ impl Engine {
         self.transmit(dest, wire.clone());
         let tx = ClientNonInvite::new(wire, self.cfg.timers, now.at);
         let at = tx.poll_timeout();
-        self.client_txs
-            .insert(branch.clone(), ClientTxEntry { tx, owner, dest });
+        self.client_txs.insert(
+            branch.clone(),
+            ClientTxEntry {
+                tx,
+                owner,
+                dest,
+                retransmitted: false,
+            },
+        );
         self.arm(TimerKey::ClientTx(branch), at);
+    }
+}
+
+/// Per-source token buckets for answers to untrusted INVITEs: a burst of
+/// `BURST`, refilled at `PER_SECOND`. Bounded: past `MAX_SOURCES` the table
+/// starts over (a spoofing flood from many addresses then gets at most one
+/// answer per address per reset).
+#[derive(Default)]
+struct Refusals {
+    buckets: HashMap<IpAddr, (f64, Instant)>,
+}
+
+impl Refusals {
+    const BURST: f64 = 5.0;
+    const PER_SECOND: f64 = 2.0;
+    const MAX_SOURCES: usize = 4096;
+
+    fn seen(&self, ip: IpAddr) -> bool {
+        self.buckets.contains_key(&ip)
+    }
+
+    fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if self.buckets.len() >= Self::MAX_SOURCES && !self.buckets.contains_key(&ip) {
+            self.buckets.clear();
+        }
+        let (tokens, last) = self.buckets.entry(ip).or_insert((Self::BURST, now));
+        let refill = now.saturating_duration_since(*last).as_secs_f64() * Self::PER_SECOND;
+        *tokens = (*tokens + refill).min(Self::BURST);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 }
 

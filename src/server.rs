@@ -81,6 +81,7 @@ impl PortAllocator for RtpPorts {
 /// stalls SIP. Each line is written whole and flushed.
 struct CallLog {
     tx: std::sync::mpsc::Sender<CallRecord>,
+    writer: std::thread::JoinHandle<()>,
 }
 
 impl CallLog {
@@ -95,7 +96,7 @@ impl CallLog {
             .with_context(|| format!("opening the call log {}", path.display()))?;
         let (tx, rx) = std::sync::mpsc::channel::<CallRecord>();
         let path = path.to_owned();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("denwa-calllog".into())
             .spawn(move || {
                 for record in rx {
@@ -106,7 +107,15 @@ impl CallLog {
                     }
                 }
             })?;
-        Ok(CallLog { tx })
+        Ok(CallLog { tx, writer })
+    }
+
+    /// Write every record still queued, then stop.
+    fn close(self) {
+        drop(self.tx);
+        if self.writer.join().is_err() {
+            error!("the call-log writer panicked; some records may be missing");
+        }
     }
 }
 
@@ -186,45 +195,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // One listener for the whole run: a signal that arrives while the loop
+    // is busy is kept for the next poll, never missed.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut buf = vec![0u8; 65_536];
     let mut shutting_down: Option<Instant> = None;
     let mut last_status = Instant::now();
     write_status(&settings.status_file, &engine, player.stats.snapshot(), local);
     loop {
-        let deadline = engine.poll_timeout().map(tokio::time::Instant::from_std);
-        let timer = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            received = socket.recv_from(&mut buf) => {
-                let now = now();
-                match received {
-                    Ok((n, from)) => handle_datagram(&mut engine, &settings, now, from, &buf[..n]),
-                    Err(e) => debug!(error = %e, "SIP receive error"),
-                }
-                // Take whatever else is queued before going round the loop.
-                for _ in 0..64 {
-                    match socket.try_recv_from(&mut buf) {
-                        Ok((n, from)) => handle_datagram(&mut engine, &settings, now, from, &buf[..n]),
-                        Err(_) => break,
-                    }
-                }
-            }
-            Some(done) = finished_rx.recv() => engine.handle_media_finished(now(), &done.call_id),
-            _ = timer => {}
-            _ = hangup.recv() => reload(&mut engine, &config.path, &settings),
-            _ = tokio::signal::ctrl_c(), if shutting_down.is_none() => shutting_down = Some(begin_shutdown(&mut engine)),
-            _ = terminate.recv(), if shutting_down.is_none() => shutting_down = Some(begin_shutdown(&mut engine)),
-        }
-        engine.handle_timeout(now());
-        if engine.status_changed || last_status.elapsed() >= STATUS_EVERY {
-            engine.status_changed = false;
-            last_status = Instant::now();
-            write_status(&settings.status_file, &engine, player.stats.snapshot(), local);
-        }
+        // Send what the engine has to say before waiting again (at start:
+        // the first REGISTERs; otherwise what the last input caused).
         while let Some(output) = engine.poll_output() {
             match output {
                 Output::Transmit { to, data } => {
@@ -250,7 +230,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                         call_id = %record.call_id,
                         line = %record.line,
                         status = record.final_status,
-                        hung_up_by = ?record.hung_up_by,
+                        hung_up_by = record.hung_up_by.map_or("", |h| h.as_str()),
                         "call ended"
                     );
                     let _ = call_log.tx.send(record);
@@ -260,12 +240,50 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         if let Some(started) = shutting_down
             && ((engine.active_calls() == 0 && !engine.unregistering()) || started.elapsed() > Duration::from_secs(3))
         {
+            engine.end_remaining_calls(now());
+            while let Some(output) = engine.poll_output() {
+                if let Output::CallEnded(record) = output {
+                    let _ = call_log.tx.send(record);
+                }
+            }
             write_status(&settings.status_file, &engine, player.stats.snapshot(), local);
             info!(sip = ?engine.stats, media = ?player.stats.snapshot(), "denwa stopped");
-            // Give the call-log thread a moment to write the last lines.
-            drop(call_log);
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            call_log.close();
             return Ok(());
+        }
+        let deadline = engine.poll_timeout().map(tokio::time::Instant::from_std);
+        let timer = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            received = socket.recv_from(&mut buf) => {
+                let now = now();
+                match received {
+                    Ok((n, from)) => handle_datagram(&mut engine, &settings, now, from, &buf[..n]),
+                    Err(e) => debug!(error = %e, "SIP receive error"),
+                }
+                // Take whatever else is queued before going round the loop.
+                for _ in 0..64 {
+                    match socket.try_recv_from(&mut buf) {
+                        Ok((n, from)) => handle_datagram(&mut engine, &settings, now, from, &buf[..n]),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Some(done) = finished_rx.recv() => engine.handle_media_finished(now(), &done.call_id),
+            _ = timer => {}
+            _ = hangup.recv() => reload(&mut engine, &config.path, &settings),
+            _ = interrupt.recv(), if shutting_down.is_none() => shutting_down = Some(begin_shutdown(&mut engine)),
+            _ = terminate.recv(), if shutting_down.is_none() => shutting_down = Some(begin_shutdown(&mut engine)),
+        }
+        engine.handle_timeout(now());
+        if engine.status_changed || last_status.elapsed() >= STATUS_EVERY {
+            engine.status_changed = false;
+            last_status = Instant::now();
+            write_status(&settings.status_file, &engine, player.stats.snapshot(), local);
         }
     }
 }

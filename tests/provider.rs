@@ -27,6 +27,7 @@ struct Kamailio {
 
 impl Kamailio {
     fn start(name: &str) -> Kamailio {
+        common::assert_private_network();
         let dir = std::env::temp_dir().join(format!("denwa-kamailio-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();

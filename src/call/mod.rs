@@ -31,6 +31,15 @@ pub enum HungUpBy {
     Denwa,
 }
 
+impl HungUpBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HungUpBy::Caller => "caller",
+            HungUpBy::Denwa => "denwa",
+        }
+    }
+}
+
 /// The dialog state RFC 3261 §12.1.1 has the UAS keep.
 #[derive(Debug, Clone)]
 pub struct Dialog {
@@ -65,6 +74,8 @@ pub struct Call {
     /// Set once both sides agreed on media (from the INVITE or the ACK).
     pub media: Option<Negotiated>,
     pub media_started: bool,
+    /// Set when we wanted to hang up before the caller's ACK arrived (with the note).
+    pub bye_when_acked: Option<Option<String>>,
     pub record: CallRecord,
 }
 

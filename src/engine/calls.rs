@@ -3,6 +3,7 @@
 //! CANCEL, BYE from either side, or a missing ACK.
 
 use super::*;
+use crate::sip::transaction::InviteState;
 
 impl Engine {
     /// The (dialled number, line) an inbound INVITE is for, if any.
@@ -45,15 +46,6 @@ impl Engine {
 
         if req.to_tag.is_some() {
             self.on_reinvite(now, req, key);
-            return;
-        }
-        if let Some(require) = req.msg.header("Require").filter(|r| !r.trim().is_empty()) {
-            let tag = self.token();
-            let wire = self
-                .response(&req.msg, req.source, 420, "Bad Extension", Some(&tag))
-                .header("Unsupported", require)
-                .build();
-            self.finish_invite_tx(now, &key, req.source, 420, wire.into());
             return;
         }
         if self.calls.contains_key(&req.call_id) {
@@ -210,6 +202,7 @@ impl Engine {
             local_sdp,
             media,
             media_started: false,
+            bye_when_acked: None,
             record,
         };
         self.stats.calls_total += 1;
@@ -394,7 +387,7 @@ impl Engine {
         // ACK for a non-2xx final: same branch as the INVITE (§17.2.1).
         let key = Self::tx_key(&req);
         if let Some(entry) = self.invite_txs.get_mut(&key)
-            && entry.tx.state == crate::sip::transaction::InviteState::Completed
+            && entry.tx.state == InviteState::Completed
         {
             entry.tx.on_ack(now.at);
             let at = entry.tx.poll_timeout();
@@ -417,6 +410,10 @@ impl Engine {
                 return;
             }
             entry.tx.on_ack(now.at);
+        }
+        if let Some(note) = self.calls.get_mut(&req.call_id).and_then(|c| c.bye_when_acked.take()) {
+            self.send_bye(now, &req.call_id, note);
+            return;
         }
         if needs_answer {
             let negotiated = SessionDescription::parse(&req.msg.body)
@@ -446,7 +443,7 @@ impl Engine {
             return;
         };
         let call_id = entry.call_id.clone();
-        let pending = entry.tx.state == crate::sip::transaction::InviteState::Proceeding;
+        let pending = entry.tx.state == InviteState::Proceeding;
         self.simple_non_invite(now, &req, 200, "OK");
         if !pending {
             return;
@@ -541,6 +538,19 @@ impl Engine {
         }
     }
 
+    /// The very end of a shutdown: every call still open (its BYE unanswered)
+    /// gets its record now, so the call log misses none.
+    pub fn end_remaining_calls(&mut self, now: Now) {
+        let ids: Vec<String> = self.calls.keys().cloned().collect();
+        for id in ids {
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.record.note.get_or_insert_with(|| "denwa shut down".into());
+            }
+            let ended = self.calls.get(&id).and_then(|c| c.record.ended_at);
+            self.end_call(now, &id, None, 200, ended);
+        }
+    }
+
     /// Where an in-dialog request goes: the first loose route, else the remote target.
     pub(super) fn in_dialog_destination(dialog: &Dialog, fallback: SocketAddr) -> SocketAddr {
         let uri = match dialog.route_set.first() {
@@ -556,6 +566,18 @@ impl Engine {
             return;
         };
         if call.phase == Phase::HangingUp {
+            return;
+        }
+        // No BYE on a confirmed dialog before the ACK for our 2xx (RFC 3261
+        // §15): remember it and hang up when the ACK comes (or never comes).
+        let unacked = self
+            .invite_txs
+            .get(&call.invite_tx)
+            .is_some_and(|e| e.tx.state == InviteState::Accepted && !e.tx.is_acked());
+        if unacked {
+            if call.bye_when_acked.is_none() {
+                call.bye_when_acked = Some(note);
+            }
             return;
         }
         call.phase = Phase::HangingUp;

@@ -77,10 +77,18 @@ impl Engine {
         self.arm(TimerKey::Registration(i), at);
     }
 
-    pub(super) fn on_register_response(&mut self, now: Now, i: usize, resp: &Response) {
+    pub(super) fn on_register_response(&mut self, now: Now, i: usize, resp: &Response, retransmitted: bool) {
         let action = self.registrations[i].on_response(resp, now.at, now.wall);
         self.status_changed = true;
         self.after_registration(now, i, action);
+        // A REGISTER that needed retransmissions may have been answered by a
+        // provider that restarted in between (and forgot the binding it had
+        // just granted, or never saw the first copy): register once more.
+        if retransmitted && (200..300).contains(&resp.code) && self.registrations[i].state() == RegState::Registered {
+            debug!(line = %self.registrations[i].cfg.account.line, "REGISTER needed retransmissions: registering again to be sure");
+            let action = self.registrations[i].start(now.wall);
+            self.after_registration(now, i, action);
+        }
     }
 
     pub(super) fn on_register_timeout(&mut self, now: Now, i: usize) {
@@ -117,8 +125,10 @@ impl Engine {
         self.arm(TimerKey::Keepalive(i), Some(at));
     }
 
-    pub(super) fn on_keepalive_answered(&mut self, now: Now, i: usize) {
-        if std::mem::take(&mut self.provider_silent[i]) {
+    pub(super) fn on_keepalive_answered(&mut self, now: Now, i: usize, retransmitted: bool) {
+        // Silent for a while (the ping needed retransmissions, or an earlier
+        // one went unanswered): it may have restarted and forgotten us.
+        if std::mem::take(&mut self.provider_silent[i]) || retransmitted {
             // It may have restarted and forgotten us: register again now.
             info!(line = %self.registrations[i].cfg.account.line, "the provider answers again; re-registering");
             let action = self.registrations[i].start(now.wall);

@@ -443,21 +443,86 @@ fn untrusted_sources_get_403_for_invites_and_nothing_else() {
         .replace("CSeq: 1 INVITE", "CSeq: 1 OPTIONS");
     e.handle_datagram(t0, scanner, options.as_bytes());
     assert!(e.poll_output().is_none(), "scanners get nothing from OPTIONS");
-    // Their ACK still stops our 403 being retransmitted at them.
-    let ack = invite("public", "s-public", "z9hG4bK-spublic", "")
-        .replace("INVITE sip", "ACK sip")
-        .replace("CSeq: 1 INVITE", "CSeq: 1 ACK");
-    e.handle_datagram(t0, scanner, ack.as_bytes());
-    e.handle_timeout(later(t0, Duration::from_secs(1)));
-    let resent: Vec<String> = std::iter::from_fn(|| e.poll_output())
-        .filter_map(|o| match o {
-            Output::Transmit { data, .. } => Some(String::from_utf8(data.to_vec()).unwrap()),
-            _ => None,
-        })
-        .collect();
-    assert!(!resent.iter().any(|m| m.contains("Call-ID: s-public")), "{resent:?}");
-    assert_eq!(resent.len(), 2, "the two un-ACKed 403s are retransmitted: {resent:?}");
+    // Nothing is ever retransmitted at them (no amplification), ACK or not.
+    e.handle_timeout(later(t0, Duration::from_secs(40)));
+    assert!(e.poll_output().is_none());
     assert_eq!((e.stats.calls_total, e.stats.untrusted_refused), (0, 4));
+}
+
+#[test]
+fn untrusted_answers_carry_no_fingerprint_and_are_rate_limited() {
+    let (mut e, t0) = engine(Duration::ZERO);
+    let scanner: SocketAddr = "198.51.100.7:5060".parse().unwrap();
+    let mut answers = Vec::new();
+    for n in 0..50 {
+        let at = later(t0, Duration::from_millis(n * 10));
+        e.handle_datagram(
+            at,
+            scanner,
+            invite("public", &format!("f-{n}"), &format!("z9hG4bK-f{n}"), OFFER).as_bytes(),
+        );
+        while let Some(o) = e.poll_output() {
+            if let Output::Transmit { data, .. } = o {
+                answers.push(String::from_utf8(data.to_vec()).unwrap());
+            }
+        }
+    }
+    // 50 INVITEs in half a second: the burst of 5 plus one refill.
+    assert!((5..=6).contains(&answers.len()), "{} answers", answers.len());
+    assert!(
+        answers
+            .iter()
+            .all(|a| status(a) == 403 && !a.contains("Server:") && !a.contains("denwa"))
+    );
+    // Another source has its own budget.
+    let other: SocketAddr = "198.51.100.8:5060".parse().unwrap();
+    e.handle_datagram(
+        later(t0, Duration::from_secs(1)),
+        other,
+        invite("public", "o-1", "z9hG4bK-o1", OFFER).as_bytes(),
+    );
+    assert!(e.poll_output().is_some());
+    // A malformed request from a stranger gets no 400 either.
+    let bad = invite("public", "b-1", "z9hG4bK-b1", "").replace("Call-ID: b-1\r\n", "");
+    e.handle_datagram(later(t0, Duration::from_secs(1)), other, bad.as_bytes());
+    assert!(e.poll_output().is_none());
+}
+
+#[test]
+fn require_with_an_unknown_extension_gets_420_on_every_method() {
+    let (mut e, t0) = engine(Duration::ZERO);
+    let options = invite("public", "r-1", "z9hG4bK-r1", "")
+        .replace("INVITE sip", "OPTIONS sip")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 OPTIONS")
+        .replace("Max-Forwards", "Require: 100rel, timer\r\nMax-Forwards");
+    send(&mut e, t0, &options);
+    let (sip, ..) = outputs(&mut e);
+    assert_eq!(status(&sip[0]), 420);
+    assert!(sip[0].contains("Unsupported: 100rel, timer\r\n"), "{}", sip[0]);
+    let inv = invite("public", "r-2", "z9hG4bK-r2", OFFER).replace("Max-Forwards", "Require: foo\r\nMax-Forwards");
+    send(&mut e, t0, &inv);
+    let (sip, starts, ..) = outputs(&mut e);
+    assert_eq!(sip.iter().map(|m| status(m)).collect::<Vec<_>>(), [420]);
+    assert!(starts.is_empty() && e.active_calls() == 0);
+}
+
+#[test]
+fn no_bye_before_the_ack_for_our_200() {
+    let (mut e, t0) = engine(Duration::ZERO);
+    send(&mut e, t0, &invite("public", "c9", "z9hG4bK-9", OFFER));
+    let (sip, ..) = outputs(&mut e);
+    let tag = to_tag(&sip[1]);
+    // The prompt is over before the caller's ACK arrived: wait for it.
+    e.handle_media_finished(later(t0, Duration::from_millis(50)), "c9");
+    let (sip, ..) = outputs(&mut e);
+    assert!(!sip.iter().any(|m| m.starts_with("BYE")), "{sip:?}");
+    send(
+        &mut e,
+        later(t0, Duration::from_millis(80)),
+        &in_dialog("ACK", "c9", "z9hG4bK-a9", &tag, 1, ""),
+    );
+    let (sip, ..) = outputs(&mut e);
+    assert!(sip.len() == 1 && sip[0].starts_with("BYE "), "{sip:?}");
 }
 
 fn registration(contact_user: &str) -> RegistrationConfig {

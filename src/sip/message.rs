@@ -128,6 +128,8 @@ pub struct Message {
     pub start: StartLine,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// A request in a SIP version other than 2.0: answered 505 (RFC 3261 §21.5.6).
+    pub unsupported_version: bool,
 }
 
 impl Message {
@@ -204,7 +206,7 @@ pub fn normalise(data: &[u8]) -> Result<Message, Unparseable> {
     let head = std::str::from_utf8(head).map_err(|_| Unparseable("header block is not UTF-8".into()))?;
     let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let start_line = lines.next().unwrap_or_default();
-    let start = parse_start_line(start_line)?;
+    let (start, unsupported_version) = parse_start_line(start_line)?;
 
     let mut headers: Vec<(String, String)> = Vec::with_capacity(16);
     for line in lines {
@@ -232,6 +234,14 @@ pub fn normalise(data: &[u8]) -> Result<Message, Unparseable> {
         headers.push((name, line[colon + 1..].trim().to_string()));
     }
 
+    // RFC 3261 allows whitespace (even folded lines) around the slashes of a
+    // Via's sent-protocol (RFC 4475 §3.1.1.1): close it up before anyone reads it.
+    for (n, v) in headers.iter_mut() {
+        if n == "Via" {
+            *v = tidy_via(v);
+        }
+    }
+
     // Split comma-joined Via values into one header each; responses must
     // mirror every Via, and the top one decides where the response goes.
     if headers
@@ -255,6 +265,7 @@ pub fn normalise(data: &[u8]) -> Result<Message, Unparseable> {
         start,
         headers,
         body: body.to_vec(),
+        unsupported_version,
     };
     if let Some(len) = message.header("Content-Length") {
         // A datagram longer than Content-Length carries junk after the body
@@ -298,7 +309,29 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-fn parse_start_line(line: &str) -> Result<StartLine, Unparseable> {
+/// `SIP / 2.0 / UDP  host;branch=x` → `SIP/2.0/UDP host;branch=x`, for each
+/// comma-separated value.
+fn tidy_via(value: &str) -> String {
+    if !value.contains('/') || value.starts_with("SIP/2.0/") && !value.contains(", ") && !value.contains(" ,") {
+        return value.to_string();
+    }
+    split_list(value)
+        .into_iter()
+        .map(|part| {
+            let mut pieces = part.splitn(3, '/');
+            let (Some(name), Some(version), Some(rest)) = (pieces.next(), pieces.next(), pieces.next()) else {
+                return part.to_string();
+            };
+            let rest = rest.trim_start();
+            let transport_end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
+            let (transport, sent_by) = rest.split_at(transport_end);
+            format!("{}/{}/{} {}", name.trim(), version.trim(), transport, sent_by.trim())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn parse_start_line(line: &str) -> Result<(StartLine, bool), Unparseable> {
     let bad = || Unparseable(format!("bad start line: {:?}", truncate(line)));
     if let Some(rest) = line.strip_prefix("SIP/2.0 ") {
         let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -306,22 +339,42 @@ fn parse_start_line(line: &str) -> Result<StartLine, Unparseable> {
         if !(100..700).contains(&code) {
             return Err(bad());
         }
-        return Ok(StartLine::Response {
-            code,
-            reason: reason.to_string(),
-        });
+        return Ok((
+            StartLine::Response {
+                code,
+                reason: reason.to_string(),
+            },
+            false,
+        ));
     }
     let mut parts = line.split(' ');
     let (method, uri, version) = (parts.next(), parts.next(), parts.next());
     match (method, uri, version, parts.next()) {
-        (Some(m), Some(u), Some("SIP/2.0"), None) if !m.is_empty() && m.bytes().all(is_token_char) && !u.is_empty() => {
-            Ok(StartLine::Request {
-                method: Method::parse(m),
-                uri: u.to_string(),
-            })
+        (Some(m), Some(u), Some(version), None)
+            if !m.is_empty() && m.bytes().all(is_token_char) && !u.is_empty() && is_sip_version(version) =>
+        {
+            Ok((
+                StartLine::Request {
+                    method: Method::parse(m),
+                    uri: u.to_string(),
+                },
+                version != "SIP/2.0",
+            ))
         }
         _ => Err(bad()),
     }
+}
+
+/// `SIP/<digits>.<digits>`: a version we can at least answer 505 to.
+fn is_sip_version(v: &str) -> bool {
+    v.strip_prefix("SIP/")
+        .and_then(|n| n.split_once('.'))
+        .is_some_and(|(a, b)| {
+            !a.is_empty()
+                && !b.is_empty()
+                && a.bytes().all(|c| c.is_ascii_digit())
+                && b.bytes().all(|c| c.is_ascii_digit())
+        })
 }
 
 /// A request we will act on: the essentials pulled out and checked once.
@@ -372,12 +425,12 @@ pub fn parse(data: &[u8], source: SocketAddr) -> Result<Incoming, Unparseable> {
     let msg = normalise(data)?;
     match validate(&msg) {
         Ok(()) => {}
-        Err(reason) => {
+        Err((status, reason)) => {
             return match msg.start {
                 StartLine::Request { ref method, .. } if *method != Method::Ack && can_answer(&msg) => {
                     Ok(Incoming::Invalid {
                         msg: Box::new(msg),
-                        status: 400,
+                        status,
                         reason,
                     })
                 }
@@ -447,12 +500,33 @@ fn can_answer(msg: &Message) -> bool {
 }
 
 /// RFC 3261 §8.2 / §18.3 checks that make a request answerable with 400.
-fn validate(msg: &Message) -> Result<(), String> {
+fn validate(msg: &Message) -> Result<(), (u16, String)> {
+    if msg.unsupported_version {
+        return Err((505, "only SIP/2.0 is supported".into()));
+    }
+    check_headers(msg).map_err(|reason| (400, reason))
+}
+
+fn check_headers(msg: &Message) -> Result<(), String> {
     for h in ["Via", "From", "To", "Call-ID", "CSeq"] {
         match msg.header(h) {
             None => return Err(format!("missing {h} header")),
             Some("") => return Err(format!("empty {h} header")),
             Some(_) => {}
+        }
+    }
+    // Headers that may appear once only (RFC 3261 §7.3.1, RFC 4475 §3.1.2.19).
+    for h in [
+        "From",
+        "To",
+        "Call-ID",
+        "CSeq",
+        "Max-Forwards",
+        "Content-Length",
+        "Content-Type",
+    ] {
+        if msg.headers_named(h).nth(1).is_some() {
+            return Err(format!("more than one {h} header"));
         }
     }
     let (_, cseq_method) = parse_cseq(msg.header("CSeq").unwrap_or_default()).ok_or("malformed CSeq")?;
@@ -778,6 +852,54 @@ From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:public@127.0.0.1>\r\nCall-ID: cid\r\nC
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn folded_whitespace_in_via_is_understood() {
+        // RFC 4475 §3.1.1.1 ("wsinv"): LWS, even a folded line, around the slashes.
+        let text = INVITE.replacen(
+            "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1",
+            "Via  : SIP  /   2.0\r\n /UDP\r\n    127.0.0.1:5070;branch=z9hG4bK-1",
+            1,
+        );
+        assert_ne!(text, INVITE, "the fixture's Via changed");
+        let req = request(&text);
+        assert_eq!(req.branch, "z9hG4bK-1");
+        assert!(
+            req.msg
+                .header("Via")
+                .unwrap()
+                .starts_with("SIP/2.0/UDP 127.0.0.1:5070;")
+        );
+    }
+
+    #[test]
+    fn duplicated_single_headers_are_400() {
+        // RFC 4475 §3.1.2.19: one value only for these.
+        for dup in [
+            "Call-ID: other@x\r\n",
+            "CSeq: 2 INVITE\r\n",
+            "From: <sip:b@x>;tag=2\r\n",
+            "To: <sip:c@x>\r\n",
+            "Content-Length: 4\r\n",
+        ] {
+            let text = INVITE.replacen("Max-Forwards", &format!("{dup}Max-Forwards"), 1);
+            assert!(
+                matches!(parse(text.as_bytes(), src()), Ok(Incoming::Invalid { status: 400, .. })),
+                "{dup}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_sip_versions_get_505() {
+        let text = INVITE.replacen("SIP/2.0\r\n", "SIP/7.0\r\n", 1);
+        assert!(matches!(
+            parse(text.as_bytes(), src()),
+            Ok(Incoming::Invalid { status: 505, .. })
+        ));
+        let garbage = INVITE.replacen("SIP/2.0\r\n", "SIP/x\r\n", 1);
+        assert!(parse(garbage.as_bytes(), src()).is_err());
     }
 
     #[test]

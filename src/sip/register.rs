@@ -120,6 +120,8 @@ pub struct Registration {
 }
 
 const RETRY_BASE: Duration = Duration::from_secs(2);
+/// Pause after a REGISTER that was never answered before the next one.
+const UNANSWERED_RETRY: Duration = Duration::from_secs(1);
 
 impl Registration {
     pub fn new(cfg: RegistrationConfig, seed: u64, now: Timestamp) -> Registration {
@@ -420,7 +422,10 @@ User-Agent: {ua}\r\nContent-Length: 0\r\n\r\n",
         RegAction::Wait
     }
 
-    /// Our REGISTER got no final response (Timer F).
+    /// Our REGISTER got no final response (Timer F, 32 s of retransmissions).
+    /// Unlike a refusal this is not backed off: the next REGISTER goes out at
+    /// once, so that one is always being retransmitted (every T2, 4 s) and a
+    /// provider that comes back is registered with within seconds.
     pub fn on_timeout(&mut self, now: Instant, wall: Timestamp) {
         if self.unregistering {
             self.in_flight = None;
@@ -432,6 +437,10 @@ User-Agent: {ua}\r\nContent-Length: 0\r\n\r\n",
             now,
             wall,
         );
+        self.next_attempt = Some(now + UNANSWERED_RETRY);
+        if let Some(RegEvent::Failed { retry_in, .. }) = self.events.last_mut() {
+            *retry_in = UNANSWERED_RETRY;
+        }
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {

@@ -34,6 +34,24 @@ fn write_tone(path: &Path, rate: u32, channels: u16, seconds: f64) {
     w.finalize().unwrap();
 }
 
+/// The interop tests run only inside a private network namespace (see
+/// scripts/test): there, the only interfaces are its loopback and the test
+/// hosts the tests create (named `dw…`), so nothing can reach a real network.
+pub fn assert_private_network() {
+    let devices = std::fs::read_to_string("/proc/net/dev").unwrap_or_default();
+    let foreign: Vec<&str> = devices
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(str::trim)
+        .filter(|name| *name != "lo" && !name.starts_with("dw"))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "the interop tests must run in a private network namespace, and this one has {foreign:?}: run scripts/test"
+    );
+}
+
 pub struct Denwa {
     child: Child,
     pub port: u16,
@@ -52,6 +70,7 @@ impl Denwa {
     /// line or be empty), `extra` is appended (provider, numbers), `env` is
     /// given to the process (passwords).
     pub fn start_with(name: &str, sip_extra: &str, extra: &str, env: &[(&str, &str)]) -> Denwa {
+        assert_private_network();
         let dir = std::env::temp_dir().join(format!("denwa-interop-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
