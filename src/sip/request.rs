@@ -5,6 +5,7 @@
 //! Routing follows RFC 3261 §12.2.1.1 for loose and strict first hops.
 
 use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
 
 use super::dialog::{Dialog, with_tag};
 use super::message::{self, Message, Method};
@@ -22,6 +23,54 @@ pub struct OutgoingRequest {
     /// The URI whose host and port the request goes to (§8.1.2): the first
     /// Route when the first hop loose-routes, else the Request-URI.
     pub next_hop: String,
+}
+
+impl OutgoingRequest {
+    /// The next hop as a socket address, when it names an IP literal.
+    pub fn destination(&self) -> Option<SocketAddr> {
+        uri_destination(&self.next_hop)
+    }
+}
+
+/// Where a SIP URI points, for IP literals only (no DNS here, RFC 3263 is
+/// the caller's): `maddr` overrides the host (§8.1.2 / §19.1.1), the port
+/// defaults to 5060 (5061 for sips). `None` for a host name.
+pub fn uri_destination(uri: &str) -> Option<SocketAddr> {
+    // A bare URI keeps its parameters (uri_of would read them as header ones).
+    let uri = if uri.contains('<') {
+        message::uri_of(uri)
+    } else {
+        uri.trim()
+    };
+    let (scheme, rest) = uri.split_once(':')?;
+    let default_port = if scheme.eq_ignore_ascii_case("sips") {
+        5061
+    } else {
+        5060
+    };
+    let rest = rest.split('?').next()?;
+    let mut parts = rest.split(';');
+    let hostport = parts.next()?;
+    let hostport = hostport.rsplit_once('@').map_or(hostport, |(_, h)| h);
+    let maddr = parts.find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim().eq_ignore_ascii_case("maddr").then(|| v.trim())
+    });
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (ip, after) = v6.split_once(']')?;
+        (ip, after.strip_prefix(':'))
+    } else {
+        match hostport.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    let port = match port {
+        Some(p) => p.parse().ok()?,
+        None => default_port,
+    };
+    let ip: IpAddr = maddr.unwrap_or(host).trim_matches(['[', ']']).parse().ok()?;
+    Some(SocketAddr::new(ip, port))
 }
 
 /// A branch with the RFC 3261 magic cookie, from a random number.
@@ -458,6 +507,37 @@ mod tests {
         assert_eq!(req.uri, "sip:phone@10.0.0.5");
         assert_eq!(req.msg.header("Route"), Some("<sip:outbound.example;lr>"));
         assert_eq!(out.next_hop, "sip:outbound.example;lr");
+    }
+
+    #[test]
+    fn next_hop_addresses() {
+        let at = |u: &str| uri_destination(u).map(|a| a.to_string());
+        assert_eq!(
+            at("sip:phone@10.0.0.5:5062;transport=udp").as_deref(),
+            Some("10.0.0.5:5062")
+        );
+        assert_eq!(at("<sip:10.0.0.7;lr>").as_deref(), Some("10.0.0.7:5060"));
+        assert_eq!(at("sips:a@10.0.0.7").as_deref(), Some("10.0.0.7:5061"));
+        assert_eq!(at("sip:a@[2001:db8::1]:5070").as_deref(), Some("[2001:db8::1]:5070"));
+        assert_eq!(
+            at("sip:proxy.example;maddr=10.0.0.9;lr").as_deref(),
+            Some("10.0.0.9:5060")
+        );
+        assert_eq!(at("sip:proxy.example;lr"), None, "names need DNS, which is not ours");
+        let mut d = dialog(&["<sip:10.0.0.8:5070;lr>"]);
+        let bye = RequestBuilder::in_dialog(&mut d, Method::Bye).build(SENT_BY, &branch_from(11));
+        assert_eq!(bye.destination(), Some("10.0.0.8:5070".parse().unwrap()));
+    }
+
+    #[test]
+    fn ack_for_2xx_may_carry_the_answer() {
+        let d = dialog(&[]);
+        let ack = RequestBuilder::ack_for_2xx(&d, 20)
+            .body("application/sdp", b"v=0\r\n".to_vec())
+            .build(SENT_BY, &branch_from(12));
+        let req = assert_well_formed(&ack);
+        assert_eq!(req.msg.body, b"v=0\r\n");
+        assert_eq!(req.msg.header("Content-Type"), Some("application/sdp"));
     }
 
     #[test]
