@@ -1,7 +1,10 @@
 //! SIP (RFC 3261) as denwa speaks it: the message layer over rsip, SDP
-//! offer/answer, and the sans-IO transaction state machines.
+//! offer/answer, the sans-IO transaction state machines, dialogs, and the
+//! one builder for every request we send.
 
+pub mod dialog;
 pub mod message;
+pub mod request;
 pub mod sdp;
 pub mod transaction;
 

@@ -1,9 +1,17 @@
 //! RFC 3261 §17 transactions over an unreliable transport, sans-IO: each
 //! transaction takes events and the current time and returns what to send.
 //! The owner asks [`poll_timeout`](ServerInvite::poll_timeout) when to call back.
+//! Matching messages to transactions is in `key`; the INVITE client
+//! transaction (with CANCEL) in `client_invite`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod client_invite;
+mod key;
+
+pub use client_invite::{CancelStatus, ClientInvite, ClientInviteEvent, ClientInviteState, TIMER_D_UDP};
+pub use key::{ClientTxKey, MAGIC_COOKIE, ServerTxKey, sent_by};
 
 /// RFC 3261 timer base values (§17.1.1.1, table 4).
 #[derive(Debug, Clone, Copy)]
