@@ -6,6 +6,7 @@ pub mod sdp;
 pub mod transaction;
 
 pub mod auth;
+pub mod digest_server;
 pub mod register;
 
 /// Methods we answer; everything else gets 405 with this list.
