@@ -514,3 +514,68 @@ fn contact_values_split_into_uri_and_header_params() {
         "sip:Alice@host.example;transport=udp"
     );
 }
+
+#[test]
+fn credentials_for_our_realm_are_chosen_and_malformed_ones_refused() {
+    let t0 = Instant::now();
+    let mut r = registrar(t0);
+    let mut p = Phone::new("alice", "alice-pw", "203.0.113.9:40000");
+    let first = r.handle_register(&p.request(""), t0, wall0());
+    p.take_challenge(&first);
+    let other = "Authorization: Digest username=\"x\", realm=\"provider.example\", nonce=\"n\", uri=\"sip:p\", response=\"00\"\r\n";
+    let out = r.handle_register(&p.request(&format!("{other}{CONTACT}")), t0, wall0());
+    assert_eq!(out.status, 200, "{out:?}");
+    let broken = "Authorization: Digest username=\"alice, realm=\"x\r\n";
+    let out = r.handle_register(&p.request(broken), t0, wall0());
+    assert_eq!(out.status, 400);
+}
+
+#[test]
+fn oldest_binding_makes_room_and_removed_phones_lose_bindings() {
+    let t0 = Instant::now();
+    let mut r = registrar(t0);
+    r.cfg.max_contacts = 2;
+    for (i, port) in [40000, 40001, 40002].into_iter().enumerate() {
+        let mut p = Phone::new("alice", "alice-pw", &format!("203.0.113.9:{port}"));
+        let contact = format!("Contact: <sip:alice@10.0.0.{i}>\r\n");
+        let out = p.register(&mut r, &contact, t0 + Duration::from_secs(i as u64));
+        assert_eq!(out.status, 200);
+    }
+    let left: Vec<&str> = r.lookup("alice", t0).iter().map(|b| b.contact_uri.as_str()).collect();
+    assert_eq!(left, ["sip:alice@10.0.0.1", "sip:alice@10.0.0.2"]);
+    let mut phones = HashMap::new();
+    phones.insert(
+        "bob".to_string(),
+        PhoneConfig {
+            secret: PhoneSecret::password("bob-pw"),
+            qualify: None,
+        },
+    );
+    let events = r.set_phones(phones, t0);
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert!(r.lookup("alice", t0).is_empty());
+    assert_eq!(r.poll_timeout(), None);
+}
+
+#[test]
+fn events_never_carry_secrets() {
+    let t0 = Instant::now();
+    let mut r = registrar(t0);
+    let mut p = Phone::new("alice", "wrong-secret", "203.0.113.9:40000");
+    p.register(&mut r, CONTACT, t0);
+    let req = p.request(CONTACT);
+    let out = r.handle_register(&req, t0, wall0());
+    let response_hash = req
+        .msg
+        .header("Authorization")
+        .unwrap()
+        .split("response=\"")
+        .nth(1)
+        .unwrap()[..16]
+        .to_string();
+    let shown = format!("{out:?}");
+    assert!(
+        !shown.contains("wrong-secret") && !shown.contains(&response_hash),
+        "{shown}"
+    );
+}
