@@ -9,7 +9,10 @@ pub mod sdp;
 pub mod transaction;
 
 pub mod auth;
+pub mod digest_server;
+pub mod lockout;
 pub mod register;
+pub mod registrar;
 
 /// Methods we answer; everything else gets 405 with this list.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE";
