@@ -2,6 +2,8 @@
 //! matches the call decides what happens. Pure: the time of the call comes in
 //! as data, and every decision carries a sentence saying why.
 
+pub mod holidays;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
