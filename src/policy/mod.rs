@@ -2,7 +2,10 @@
 //! matches the call decides what happens. Pure: the time of the call comes in
 //! as data, and every decision carries a sentence saying why.
 
+pub mod calendar;
+pub mod caller;
 pub mod holidays;
+pub mod line_error;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
