@@ -6,6 +6,7 @@ pub mod calendar;
 pub mod caller;
 pub mod holidays;
 pub mod line_error;
+pub mod rrule;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
