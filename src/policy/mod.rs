@@ -5,6 +5,7 @@
 pub mod calendar;
 pub mod caller;
 pub mod holidays;
+pub mod ics;
 pub mod line_error;
 pub mod rrule;
 
