@@ -2,6 +2,13 @@
 //! matches the call decides what happens. Pure: the time of the call comes in
 //! as data, and every decision carries a sentence saying why.
 
+pub mod calendar;
+pub mod caller;
+pub mod holidays;
+pub mod ics;
+pub mod line_error;
+pub mod rrule;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
