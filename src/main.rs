@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use denwa::config;
-use denwa::policy::Action;
 
 #[derive(Parser)]
 #[command(name = "denwa", version, about = "SIP call routing for a small shop's phone numbers")]
@@ -132,22 +131,7 @@ fn check(path: &std::path::Path) -> ExitCode {
                 c.policy.numbers.len()
             );
             for n in c.policy.numbers.values() {
-                let actions: Vec<String> = n
-                    .rules
-                    .iter()
-                    .map(|r| match &r.action {
-                        Action::Announce { prompt, repeat, .. } => format!(
-                            "announce {} ({:.1} s{})",
-                            prompt.name,
-                            prompt.duration.as_secs_f64(),
-                            if *repeat > 1 {
-                                format!(" x{repeat}")
-                            } else {
-                                String::new()
-                            }
-                        ),
-                    })
-                    .collect();
+                let actions: Vec<String> = n.rules.iter().map(|r| r.plan.describe()).collect();
                 println!(
                     "  {} ({}, \"{}\"): {} rule(s): {}",
                     n.name,

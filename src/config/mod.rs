@@ -12,7 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::media::prompt::{self, Prompt, PromptLibrary};
-use crate::policy::{Action, DaySet, HourRange, MatchOn, NumberPolicy, Policy, PromptRef, Rule, When};
+use crate::policy::{Action, DaySet, HourRange, MatchOn, NumberPolicy, Plan, Policy, PromptRef, Rule, When};
 use crate::sip::register::Account;
 
 #[derive(Debug, Deserialize)]
@@ -859,11 +859,11 @@ fn compile_rule(
     };
     Some(Rule {
         when,
-        action: Action::Announce {
+        plan: Plan::single(Action::Announce {
             prompt,
             repeat,
             answer_after,
-        },
+        }),
     })
 }
 
@@ -922,8 +922,11 @@ mod tests {
         assert_eq!(p.rules.len(), 2);
         assert_eq!(c.settings.advertise, "127.0.0.1".parse::<IpAddr>().unwrap());
         // One prompt file is loaded once and shared.
-        let (Action::Announce { prompt: a, .. }, Action::Announce { prompt: b, .. }) =
-            (&p.rules[0].action, &p.rules[1].action);
+        let ([Action::Announce { prompt: a, .. }], [Action::Announce { prompt: b, .. }]) =
+            (&p.rules[0].plan.steps[..], &p.rules[1].plan.steps[..])
+        else {
+            panic!("two announcements")
+        };
         assert_eq!(a, b);
         assert!(c.prompts.get(&a.name).is_some_and(|p| p.duration() == a.duration));
     }

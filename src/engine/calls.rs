@@ -69,7 +69,7 @@ impl Engine {
             dialled: &lookup,
             arrived_at: now.wall,
         });
-        let (line, action, why) = match decision {
+        let (line, plan, why) = match decision {
             Decision::UnknownNumber => {
                 info!(%dialled, source = %req.source, "call for an unknown number refused (404)");
                 self.reject_invite(now, &req, &key, 404, "Not Found");
@@ -80,12 +80,31 @@ impl Engine {
                 self.reject_invite(now, &req, &key, 480, "Temporarily Unavailable");
                 return;
             }
-            Decision::Route { line, action, why } => (line, action, why),
+            Decision::Route { line, plan, why } => (line, plan, why),
+        };
+        let (line, action, why) = match plan.steps.first() {
+            Some(&Action::Reject { status }) => {
+                info!(%line, %why, status, "call rejected by the rule");
+                let reason = message::reason_phrase(status);
+                self.reject_invite(now, &req, &key, status, reason);
+                return;
+            }
+            Some(step @ Action::Announce { .. }) => (line, step.clone(), why),
+            Some(other) => {
+                warn!(%line, step = other.kind(), "this version cannot carry out this step yet (480)");
+                self.reject_invite(now, &req, &key, 480, "Temporarily Unavailable");
+                return;
+            }
+            None => {
+                self.reject_invite(now, &req, &key, 480, "Temporarily Unavailable");
+                return;
+            }
         };
 
         // The call keeps the audio its plan names, even if a reload replaces it.
         let prompt = match &action {
             Action::Announce { prompt, .. } => self.prompts.get(&prompt.name).cloned(),
+            _ => None,
         };
         let Some(prompt) = prompt else {
             warn!(%line, "the policy names a prompt the library lacks (500)");
@@ -157,9 +176,7 @@ impl Engine {
             caller_name,
             call_id: req.call_id.clone(),
             source: req.source,
-            action: match &action {
-                Action::Announce { .. } => "announce".into(),
-            },
+            action: action.kind().into(),
             why: why.clone(),
             codec: media.as_ref().map(|m| m.codec.name()),
             answered_at: None,
@@ -171,6 +188,7 @@ impl Engine {
         info!(call_id = %req.call_id, %line, caller = %record.caller, %why, "incoming call");
         let answer_after = match &action {
             Action::Announce { answer_after, .. } => *answer_after,
+            _ => std::time::Duration::ZERO,
         };
         let call = Call {
             dialog: Dialog {
@@ -295,7 +313,9 @@ impl Engine {
             self.hang_up_soon.push(call_id.to_string());
             return;
         }
-        let Action::Announce { repeat, .. } = &call.action;
+        let Action::Announce { repeat, .. } = &call.action else {
+            return;
+        };
         let prompt = &call.prompt;
         let start = MediaStart {
             call_id: call_id.to_string(),

@@ -43,11 +43,11 @@ fn engine_matching(answer_after: Duration, match_on: crate::policy::MatchOn) -> 
             match_on,
             rules: vec![Rule {
                 when: When::default(),
-                action: Action::Announce {
+                plan: crate::policy::Plan::single(Action::Announce {
                     prompt,
                     repeat: 1,
                     answer_after,
-                },
+                }),
             }],
         },
     );

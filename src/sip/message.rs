@@ -365,6 +365,30 @@ fn parse_start_line(line: &str) -> Result<(StartLine, bool), Unparseable> {
     }
 }
 
+/// The usual reason phrase for a status we send.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        480 => "Temporarily Unavailable",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        500 => "Server Internal Error",
+        503 => "Service Unavailable",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        604 => "Does Not Exist Anywhere",
+        _ => match status / 100 {
+            4 => "Request Failure",
+            5 => "Server Failure",
+            6 => "Global Failure",
+            _ => "Unknown",
+        },
+    }
+}
+
 /// `SIP/<digits>.<digits>`: a version we can at least answer 505 to.
 fn is_sip_version(v: &str) -> bool {
     v.strip_prefix("SIP/")
