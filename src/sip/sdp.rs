@@ -16,6 +16,16 @@ pub enum Direction {
 }
 
 impl Direction {
+    fn from_attribute(value: &str) -> Option<Direction> {
+        match value {
+            "sendrecv" => Some(Direction::SendRecv),
+            "sendonly" => Some(Direction::SendOnly),
+            "recvonly" => Some(Direction::RecvOnly),
+            "inactive" => Some(Direction::Inactive),
+            _ => None,
+        }
+    }
+
     fn attribute(self) -> &'static str {
         match self {
             Direction::SendRecv => "sendrecv",
@@ -108,6 +118,10 @@ impl SessionDescription {
             media: Vec::new(),
         };
         let mut saw_version = false;
+        // Direction attributes at session level apply to every stream that
+        // has none of its own (RFC 3264 §5.1).
+        let mut session_direction = Direction::SendRecv;
+        let mut own_direction: Vec<bool> = Vec::new();
         for line in text.lines() {
             let line = line.trim_end();
             if line.is_empty() {
@@ -132,6 +146,7 @@ impl SessionDescription {
                         .map_err(|_| SdpError::Malformed(format!("m= port {port:?}")))?;
                     let proto = it.next().unwrap_or_default().to_string();
                     let formats = it.map(str::to_string).collect();
+                    own_direction.push(false);
                     sd.media.push(MediaSection {
                         kind,
                         port,
@@ -151,20 +166,38 @@ impl SessionDescription {
                                 .push((pt, name.to_ascii_uppercase(), rate.parse().unwrap_or(0)));
                         }
                     }
-                    None => match value {
-                        "sendrecv" => m.direction = Direction::SendRecv,
-                        "sendonly" => m.direction = Direction::SendOnly,
-                        "recvonly" => m.direction = Direction::RecvOnly,
-                        "inactive" => m.direction = Direction::Inactive,
-                        _ => {}
-                    },
+                    None => {
+                        if let Some(d) = Direction::from_attribute(value) {
+                            m.direction = d;
+                            if let Some(own) = own_direction.last_mut() {
+                                *own = true;
+                            }
+                        }
+                    }
                     _ => {}
                 },
+                ("a", None) => {
+                    if let Some(d) = Direction::from_attribute(value) {
+                        session_direction = d;
+                    }
+                }
                 _ => {}
             }
         }
         if !saw_version {
             return Err(SdpError::Malformed("no v= line".into()));
+        }
+        for (m, own) in sd.media.iter_mut().zip(own_direction) {
+            if !own {
+                m.direction = session_direction;
+            }
+            // RFC 2543 hold: c=0.0.0.0 means "send me nothing".
+            if m.connection.or(sd.connection).is_some_and(|ip| ip.is_unspecified()) {
+                m.direction = match m.direction {
+                    Direction::SendRecv | Direction::SendOnly => Direction::SendOnly,
+                    _ => Direction::Inactive,
+                };
+            }
         }
         Ok(sd)
     }
@@ -197,6 +230,14 @@ impl MediaSection {
     }
 }
 
+/// Our description without its `o=` line, to tell whether it changed.
+pub fn without_origin(sdp: &str) -> String {
+    sdp.lines()
+        .filter(|l| !l.starts_with("o="))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn origin_and_session(out: &mut String, local: IpAddr, session_id: u64, version: u64) {
     let family = if local.is_ipv4() { "IP4" } else { "IP6" };
     let _ = write!(
@@ -213,6 +254,18 @@ pub fn answer(
     local: IpAddr,
     local_port: u16,
     session_id: u64,
+) -> Result<(Negotiated, String), SdpError> {
+    answer_with_version(offer, local, local_port, session_id, session_id)
+}
+
+/// [`answer`] for a later offer in the same session: `version` is our
+/// `o=` version, which must grow whenever our description changes (RFC 3264 §8).
+pub fn answer_with_version(
+    offer: &SessionDescription,
+    local: IpAddr,
+    local_port: u16,
+    session_id: u64,
+    version: u64,
 ) -> Result<(Negotiated, String), SdpError> {
     let mut chosen: Option<(usize, Negotiated)> = None;
     for (i, m) in offer.media.iter().enumerate() {
@@ -242,7 +295,7 @@ pub fn answer(
     };
 
     let mut out = String::with_capacity(256);
-    origin_and_session(&mut out, local, session_id, session_id);
+    origin_and_session(&mut out, local, session_id, version);
     for (i, m) in offer.media.iter().enumerate() {
         if i != index {
             let _ = write!(
@@ -321,6 +374,41 @@ mod tests {
     fn offer_sdp(media: &str) -> SessionDescription {
         let text = format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n{media}");
         SessionDescription::parse(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn hold_offers_are_answered_so_we_stop_sending() {
+        // Media-level sendonly, session-level sendonly, and RFC 2543's c=0.0.0.0.
+        for o in [
+            offer_sdp("m=audio 6000 RTP/AVP 0\r\na=sendonly\r\n"),
+            SessionDescription::parse(
+                b"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\na=sendonly\r\nm=audio 6000 RTP/AVP 0\r\n",
+            )
+            .unwrap(),
+            SessionDescription::parse(
+                b"v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n",
+            )
+            .unwrap(),
+        ] {
+            let (n, sdp) = answer(&o, local(), 20000, 7).unwrap();
+            assert!(!n.direction.we_send(), "{sdp}");
+            assert!(sdp.contains("a=recvonly\r\n") || sdp.contains("a=inactive\r\n"), "{sdp}");
+        }
+        // A media-level attribute beats the session-level one.
+        let o = SessionDescription::parse(
+            b"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\na=sendonly\r\nm=audio 6000 RTP/AVP 0\r\na=sendrecv\r\n",
+        )
+        .unwrap();
+        assert!(answer(&o, local(), 20000, 7).unwrap().0.direction.we_send());
+    }
+
+    #[test]
+    fn later_answers_carry_the_version_given() {
+        let o = offer_sdp("m=audio 6000 RTP/AVP 0\r\n");
+        let (_, first) = answer(&o, local(), 20000, 7).unwrap();
+        let (_, again) = answer_with_version(&o, local(), 20000, 7, 8).unwrap();
+        assert!(first.contains("o=denwa 7 7 ") && again.contains("o=denwa 7 8 "));
+        assert_eq!(without_origin(&first), without_origin(&again));
     }
 
     #[test]
