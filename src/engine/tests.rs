@@ -173,7 +173,7 @@ fn announcement_call_end_to_end() {
 
     // The prompt ends: denwa hangs up.
     let t1 = later(t0, Duration::from_millis(400));
-    e.handle_media_finished(t1, "c1");
+    e.handle_media_finished(t1, 20002);
     let (sip, _, stops, _) = outputs(&mut e);
     assert_eq!(stops, [20002]);
     let bye = &sip[0];
