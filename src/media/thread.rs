@@ -379,9 +379,6 @@ impl MediaLoop {
         let _ = registry.deregister(&mut slot.rtcp);
         forward_events(&self.events, &mut slot.logic);
         let stats = slot.logic.stats();
-        if slot.logic.learned {
-            self.counters.peers_learned.fetch_add(1, Ordering::Relaxed);
-        }
         drop(slot);
         self.counters.endpoints_open.fetch_sub(1, Ordering::Relaxed);
         let _ = self.events.send(MediaEvent::Closed { port, stats });
@@ -407,7 +404,7 @@ impl MediaLoop {
             };
             if n == READ_BUDGET {
                 self.backlog.push(token);
-                return;
+                break;
             }
             let (len, from) = match slot.rtp.recv_from(&mut self.buf[..]) {
                 Ok(r) => r,
@@ -415,7 +412,12 @@ impl MediaLoop {
                 Err(_) => continue, // e.g. an ICMP error queued on the socket
             };
             let packet = &self.buf[..len];
-            let header = match slot.logic.handle_rtp(now, from, packet) {
+            let knew_the_address = slot.logic.learned;
+            let inbound = slot.logic.handle_rtp(now, from, packet);
+            if slot.logic.learned && !knew_the_address {
+                self.counters.peers_learned.fetch_add(1, Ordering::Relaxed);
+            }
+            let header = match inbound {
                 Inbound::Audio { header } => {
                     if let (Some(sink), Some(peer)) = (slot.record.as_mut(), slot.logic.peer()) {
                         let timestamp = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
