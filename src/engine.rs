@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use crate::call::{Call, CallRecord, Dialog, HungUpBy, Phase};
 use crate::config::{IpRange, KeepAlive};
-use crate::media::player::MediaStart;
+use crate::media::MediaStart;
 use crate::media::prompt::PromptLibrary;
 use crate::policy::{Action, CallFacts, Decision, Policy};
 use crate::sip::message::{self, Incoming, Method, Request, Response, ResponseBuilder};
@@ -56,9 +56,12 @@ pub enum Output {
     CallEnded(CallRecord),
 }
 
-/// RTP ports are bound by the shell; the engine only asks for a number.
+/// Media endpoints by their RTP port: the shell's allocator binds the
+/// sockets and opens the endpoint; the engine only holds the number.
 pub trait PortAllocator: Send {
+    /// Open a media endpoint; its RTP port, or `None` when none is free.
     fn allocate(&mut self) -> Option<u16>;
+    /// Close the endpoint (the port is free again once media has closed it).
     fn release(&mut self, port: u16);
 }
 

@@ -10,9 +10,11 @@
 //!    that time. The policy was compiled from the owner's TOML by [`config`].
 //! 3. The engine answers with SDP ([`sip::sdp`]) and keeps the call's dialog
 //!    ([`call`]); it tells the shell to start streaming the prompt.
-//! 4. The media thread ([`media::player`]) paces RTP for every call on one
+//! 4. The media thread ([`media::thread`]) owns every RTP/RTCP socket (bound
+//!    in pairs by [`media::ports`]) and paces RTP for every call on one
 //!    absolute 20 ms schedule ([`media::rtp`]), from prompts decoded once at
-//!    load ([`media::prompt`], [`media::g711`]).
+//!    load ([`media::prompt`], [`media::g711`]); it also receives: symmetric
+//!    RTP, DTMF, RTCP and the RTP timeout ([`media::endpoint`]), relay and record.
 //! 5. When the prompt ends the engine sends BYE; when the call ends it emits
 //!    a [`call::CallRecord`], which the shell appends to the call log.
 //!

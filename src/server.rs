@@ -1,11 +1,9 @@
 //! The tokio shell around the sans-IO [`Engine`]: the SIP socket, timers,
 //! RTP sockets, the media thread, the call log, reload and shutdown.
 
-use std::collections::HashMap;
 use std::io::Write as _;
-use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -15,7 +13,7 @@ use tracing::{debug, error, info, warn};
 use crate::call::CallRecord;
 use crate::config::{self, Config};
 use crate::engine::{Engine, EngineConfig, Now, Output, PortAllocator};
-use crate::media::player::{MediaCounters, Player, PlayerCommand};
+use crate::media::{MediaCommand, MediaCounters, MediaEvent, MediaHandle, PortPool, PortReleaser};
 use crate::sip::register::RegistrationConfig;
 use crate::sip::transaction::Timers;
 
@@ -26,56 +24,30 @@ fn now() -> Now {
     }
 }
 
-type SocketTable = Arc<Mutex<HashMap<u16, Arc<StdUdpSocket>>>>;
-
-/// Binds RTP sockets from the configured range: even ports (RTP convention,
-/// RFC 3550 §11), handed out round-robin so a port is not reused at once.
-struct RtpPorts {
-    ip: IpAddr,
-    first: u16,
-    last: u16,
-    next: u16,
-    sockets: SocketTable,
+/// The engine's port allocator: pairs come from media's pool and go,
+/// bound, straight to the media thread; nothing else holds the sockets.
+struct MediaPorts {
+    pool: PortPool,
+    media: MediaHandle,
 }
 
-impl RtpPorts {
-    fn new(ip: IpAddr, (first, last): (u16, u16), sockets: SocketTable) -> Self {
-        let first = first + first % 2;
-        RtpPorts {
-            ip,
-            first,
-            last,
-            next: first,
-            sockets,
-        }
-    }
-}
-
-impl PortAllocator for RtpPorts {
+impl PortAllocator for MediaPorts {
     fn allocate(&mut self) -> Option<u16> {
-        let slots = (self.last - self.first) / 2 + 1;
-        let mut table = self.sockets.lock().expect("socket table");
-        for _ in 0..slots {
-            let port = self.next;
-            self.next = if port + 2 > self.last { self.first } else { port + 2 };
-            if table.contains_key(&port) {
-                continue;
-            }
-            // Another program may hold the port: just try the next one.
-            if let Ok(socket) = StdUdpSocket::bind(SocketAddr::new(self.ip, port))
-                && socket.set_nonblocking(true).is_ok()
-            {
-                table.insert(port, Arc::new(socket));
-                return Some(port);
-            }
-        }
-        None
+        let pair = self.pool.reserve()?;
+        let port = pair.port;
+        self.media.send(MediaCommand::Open { pair });
+        Some(port)
     }
 
     fn release(&mut self, port: u16) {
-        self.sockets.lock().expect("socket table").remove(&port);
+        // The port returns to the pool when the Closed event comes back.
+        self.media.send(MediaCommand::Close { port });
     }
 }
+
+/// How long a caller may send no RTP (after having sent some, not on hold)
+/// before media reports it.
+const RTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Appends one JSON line per call on its own thread, so a slow disk never
 /// stalls SIP. Each line is written whole and flushed.
@@ -143,10 +115,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding SIP on {}", settings.listen))?;
     let local = socket.local_addr()?;
-    let sockets: SocketTable = Arc::default();
-    let ports = RtpPorts::new(settings.advertise, settings.rtp_ports, sockets.clone());
-    let (finished_tx, mut finished_rx) = tokio::sync::mpsc::unbounded_channel();
-    let player = Player::spawn(finished_tx)?;
+    let (media_tx, mut media_rx) = tokio::sync::mpsc::unbounded_channel();
+    let media = MediaHandle::spawn(media_tx)?;
+    let pool = PortPool::new(settings.advertise, settings.rtp_ports);
+    if pool.capacity() == 0 {
+        anyhow::bail!("sip.rtp_ports {:?} holds no RTP/RTCP port pair", settings.rtp_ports);
+    }
+    let releaser = pool.releaser();
+    let ports = MediaPorts {
+        pool,
+        media: media.clone(),
+    };
     let call_log = CallLog::open(&settings.call_log)?;
     let mut seed = [0u8; 8];
     getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
@@ -201,7 +180,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 65_536];
     let mut shutting_down: Option<Instant> = None;
     let mut last_status = Instant::now();
-    write_status(&settings.status_file, &engine, player.stats.snapshot(), local);
+    write_status(&settings.status_file, &engine, media.counters.snapshot(), local);
     loop {
         // Send what the engine has to say before waiting again (at start:
         // the first REGISTERs; otherwise what the last input caused).
@@ -218,13 +197,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     }
                 }
                 Output::StartMedia(start) => {
-                    let socket = sockets.lock().expect("socket table").get(&start.port).cloned();
-                    match socket {
-                        Some(socket) => player.send(PlayerCommand::Start { socket, start }),
-                        None => warn!(port = start.port, "RTP socket vanished before media started"),
+                    for command in start.into_commands(RTP_TIMEOUT) {
+                        media.send(command);
                     }
                 }
-                Output::StopMedia { port } => player.send(PlayerCommand::Stop { port }),
+                Output::StopMedia { port } => media.send(MediaCommand::Stop { port }),
                 Output::CallEnded(record) => {
                     info!(
                         call_id = %record.call_id,
@@ -246,8 +223,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     let _ = call_log.tx.send(record);
                 }
             }
-            write_status(&settings.status_file, &engine, player.stats.snapshot(), local);
-            info!(sip = ?engine.stats, media = ?player.stats.snapshot(), "denwa stopped");
+            write_status(&settings.status_file, &engine, media.counters.snapshot(), local);
+            info!(sip = ?engine.stats, media = ?media.counters.snapshot(), "denwa stopped");
             call_log.close();
             return Ok(());
         }
@@ -273,7 +250,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     }
                 }
             }
-            Some(done) = finished_rx.recv() => engine.handle_media_finished(now(), &done.call_id),
+            Some(event) = media_rx.recv() => handle_media_event(&mut engine, &releaser, event),
             _ = timer => {}
             _ = hangup.recv() => reload(&mut engine, &config.path, &settings),
             _ = interrupt.recv(), if shutting_down.is_none() => shutting_down = Some(begin_shutdown(&mut engine)),
@@ -283,7 +260,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         if engine.status_changed || last_status.elapsed() >= STATUS_EVERY {
             engine.status_changed = false;
             last_status = Instant::now();
-            write_status(&settings.status_file, &engine, player.stats.snapshot(), local);
+            write_status(&settings.status_file, &engine, media.counters.snapshot(), local);
+        }
+    }
+}
+
+fn handle_media_event(engine: &mut Engine, releaser: &PortReleaser, event: MediaEvent) {
+    match event {
+        MediaEvent::PlayFinished { port } => engine.handle_media_finished(now(), port),
+        MediaEvent::Dtmf { port, digit, duration } => {
+            debug!(port, %digit, ms = duration.as_millis() as u64, "DTMF");
+        }
+        MediaEvent::RtpTimeout { port, silent_for } => {
+            info!(port, silent_s = silent_for.as_secs(), "no RTP from the caller");
+        }
+        MediaEvent::Closed { port, stats } => {
+            debug!(port, ?stats, "media endpoint closed");
+            // Every earlier event about this port has been handled: it may serve the next call.
+            releaser.release(port);
         }
     }
 }

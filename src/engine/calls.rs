@@ -324,6 +324,7 @@ impl Engine {
             signalling_source: call.source.ip(),
             codec: media.codec,
             payload_type: media.payload_type,
+            telephone_event: media.telephone_event,
             audio: prompt.encoded(media.codec),
             repeat: *repeat,
             ssrc,
@@ -526,10 +527,15 @@ impl Engine {
         self.respond_non_invite(now, &req, b.build().into());
     }
 
-    /// The prompt finished playing on this call: hang up.
-    pub fn handle_media_finished(&mut self, now: Now, call_id: &str) {
-        if self.calls.get(call_id).is_some_and(|c| c.phase == Phase::Answered) {
-            self.send_bye(now, call_id, None);
+    /// The prompt finished playing on the call that holds this RTP port: hang up.
+    pub fn handle_media_finished(&mut self, now: Now, port: u16) {
+        let call_id = self
+            .calls
+            .values()
+            .find(|c| c.rtp_port == port && c.phase == Phase::Answered)
+            .map(|c| c.dialog.call_id.clone());
+        if let Some(call_id) = call_id {
+            self.send_bye(now, &call_id, None);
         }
     }
 

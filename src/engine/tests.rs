@@ -173,7 +173,7 @@ fn announcement_call_end_to_end() {
 
     // The prompt ends: denwa hangs up.
     let t1 = later(t0, Duration::from_millis(400));
-    e.handle_media_finished(t1, "c1");
+    e.handle_media_finished(t1, 20002);
     let (sip, _, stops, _) = outputs(&mut e);
     assert_eq!(stops, [20002]);
     let bye = &sip[0];
@@ -513,7 +513,7 @@ fn no_bye_before_the_ack_for_our_200() {
     let (sip, ..) = outputs(&mut e);
     let tag = to_tag(&sip[1]);
     // The prompt is over before the caller's ACK arrived: wait for it.
-    e.handle_media_finished(later(t0, Duration::from_millis(50)), "c9");
+    e.handle_media_finished(later(t0, Duration::from_millis(50)), 20002);
     let (sip, ..) = outputs(&mut e);
     assert!(!sip.iter().any(|m| m.starts_with("BYE")), "{sip:?}");
     send(

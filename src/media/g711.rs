@@ -2,6 +2,10 @@
 //! reference software and Sun's g711.c). Encoding runs once per prompt at load
 //! time; decoding uses 256-entry tables built at compile time.
 
+use std::sync::LazyLock;
+
+use crate::codec::Codec;
+
 const ULAW_BIAS: i32 = 0x84;
 const ULAW_CLIP: i32 = 32635;
 
@@ -84,9 +88,56 @@ pub fn alaw_to_linear(code: u8) -> i16 {
     ALAW_TABLE[code as usize]
 }
 
+/// Decode one G.711 code of either law.
+pub fn decode(codec: Codec, code: u8) -> i16 {
+    match codec {
+        Codec::Pcmu => ulaw_to_linear(code),
+        Codec::Pcma => alaw_to_linear(code),
+    }
+}
+
+static ULAW_TO_ALAW: LazyLock<[u8; 256]> =
+    LazyLock::new(|| std::array::from_fn(|c| linear_to_alaw(ulaw_to_linear(c as u8))));
+static ALAW_TO_ULAW: LazyLock<[u8; 256]> =
+    LazyLock::new(|| std::array::from_fn(|c| linear_to_ulaw(alaw_to_linear(c as u8))));
+
+/// The 256-entry table that converts `from` codes to `to` codes, or `None`
+/// when both are the same law (the payload passes unchanged). Built once.
+pub fn transcode_table(from: Codec, to: Codec) -> Option<&'static [u8; 256]> {
+    match (from, to) {
+        (Codec::Pcmu, Codec::Pcma) => Some(&ULAW_TO_ALAW),
+        (Codec::Pcma, Codec::Pcmu) => Some(&ALAW_TO_ULAW),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transcoding_tables_follow_the_linear_value() {
+        assert!(transcode_table(Codec::Pcmu, Codec::Pcmu).is_none());
+        let u2a = transcode_table(Codec::Pcmu, Codec::Pcma).unwrap();
+        let a2u = transcode_table(Codec::Pcma, Codec::Pcmu).unwrap();
+        // Silence stays silence.
+        assert_eq!(u2a[0xFF], linear_to_alaw(0));
+        for code in 0..=255u8 {
+            let u = ulaw_to_linear(code) as i32;
+            let via_a = alaw_to_linear(u2a[code as usize]) as i32;
+            assert!(
+                (u - via_a).abs() <= u.abs() / 16 + 16,
+                "µ {code:#x}: {u} became {via_a}"
+            );
+            let a = alaw_to_linear(code) as i32;
+            let via_u = ulaw_to_linear(a2u[code as usize]) as i32;
+            assert!(
+                (a - via_u).abs() <= a.abs() / 16 + 16,
+                "A {code:#x}: {a} became {via_u}"
+            );
+        }
+        assert_eq!(decode(Codec::Pcma, 0xD5), 8);
+    }
 
     #[test]
     fn ulaw_reference_values() {

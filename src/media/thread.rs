@@ -1,0 +1,557 @@
+//! The media thread: one OS thread, one `mio` poll over every endpoint's
+//! RTP and RTCP sockets plus a waker for commands. It paces prompts
+//! ([`Pacer`]), relays and records what it receives, and runs each
+//! endpoint's sans-IO logic ([`Endpoint`]) for symmetric RTP, DTMF, the RTP
+//! timeout and RTCP. The packet path allocates nothing, takes no lock and
+//! logs nothing.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io::ErrorKind;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::time::{Duration, Instant, SystemTime};
+
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token, Waker};
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::debug;
+
+use super::endpoint::{Endpoint, Inbound};
+use super::prompt::FRAME_SAMPLES;
+use super::record::RecordSink;
+use super::relay::{LegFormat, Restamp};
+use super::rtcp;
+use super::rtp::{Due, Pacer, Stream};
+use super::{BoundPair, MediaCommand, MediaEvent, Peer};
+
+const WAKER: Token = Token(usize::MAX);
+/// Datagrams read from one socket per wake-up, so a flood on one port
+/// cannot stall every other stream; the rest is read on the next round.
+const READ_BUDGET: usize = 32;
+
+/// Counters the media thread keeps, shared with the shell for the status file.
+#[derive(Debug, Default)]
+pub struct Counters {
+    packets_sent: AtomicU64,
+    send_errors: AtomicU64,
+    slips: AtomicU64,
+    peers_learned: AtomicU64,
+    packets_received: AtomicU64,
+    endpoints_open: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+pub struct MediaCounters {
+    pub rtp_packets_sent: u64,
+    pub rtp_send_errors: u64,
+    /// Times a stream fell behind its 20 ms schedule by over 60 ms and re-anchored.
+    pub pacing_slips: u64,
+    /// Callers whose RTP came from another address than their SDP said (NAT).
+    pub peers_learned: u64,
+    /// RTP accepted from peers.
+    #[serde(default)]
+    pub rtp_packets_received: u64,
+    #[serde(default)]
+    pub endpoints_open: u64,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> MediaCounters {
+        MediaCounters {
+            rtp_packets_sent: self.packets_sent.load(Ordering::Relaxed),
+            rtp_send_errors: self.send_errors.load(Ordering::Relaxed),
+            pacing_slips: self.slips.load(Ordering::Relaxed),
+            peers_learned: self.peers_learned.load(Ordering::Relaxed),
+            rtp_packets_received: self.packets_received.load(Ordering::Relaxed),
+            endpoints_open: self.endpoints_open.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The way in: commands plus the waker that gets the thread to read them.
+#[derive(Clone)]
+pub struct MediaHandle {
+    commands: Sender<MediaCommand>,
+    waker: Arc<Waker>,
+    pub counters: Arc<Counters>,
+}
+
+impl MediaHandle {
+    /// Start the media thread; it ends when every handle is dropped.
+    pub fn spawn(events: UnboundedSender<MediaEvent>) -> std::io::Result<MediaHandle> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (commands, rx) = std::sync::mpsc::channel();
+        let counters = Arc::new(Counters::default());
+        let thread_counters = counters.clone();
+        std::thread::Builder::new().name("denwa-media".into()).spawn(move || {
+            raise_priority();
+            let mut media = MediaLoop::new(poll, rx, events, thread_counters);
+            if let Err(e) = media.run() {
+                tracing::error!(error = %e, "the media thread stopped");
+            }
+        })?;
+        Ok(MediaHandle {
+            commands,
+            waker,
+            counters,
+        })
+    }
+
+    pub fn send(&self, command: MediaCommand) {
+        // Both fail only when the thread is gone, and then nothing can be done.
+        if self.commands.send(command).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// Pacing matters more than anything else this process does: ask for a
+/// higher scheduling priority for this thread (works as root or with
+/// CAP_SYS_NICE; otherwise it quietly stays at normal priority).
+fn raise_priority() {
+    // SAFETY: plain syscalls on the calling thread.
+    unsafe {
+        let tid = libc::gettid();
+        if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, -10) != 0 {
+            debug!("media thread keeps normal priority (no permission to raise it)");
+        }
+    }
+}
+
+/// What an endpoint sends while no prompt plays.
+struct Slot {
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    logic: Endpoint,
+    /// The endpoint whose received RTP we send out of this one's socket (relay).
+    relay_from: Option<u16>,
+    restamp: Restamp,
+    record: Option<RecordSink>,
+    /// The timer-heap entry that is current for this endpoint.
+    scheduled: Option<Instant>,
+}
+
+fn format_of(peer: &Peer) -> LegFormat {
+    LegFormat {
+        codec: peer.codec,
+        payload_type: peer.payload_type,
+        telephone_event: peer.telephone_event,
+    }
+}
+
+fn token_port(token: Token) -> (u16, bool) {
+    ((token.0 / 2) as u16, token.0 % 2 == 1)
+}
+
+fn wall_ntp() -> u64 {
+    rtcp::ntp_from_unix(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
+}
+
+struct MediaLoop {
+    poll: Poll,
+    commands: Receiver<MediaCommand>,
+    events: UnboundedSender<MediaEvent>,
+    counters: Arc<Counters>,
+    slots: HashMap<u16, Slot>,
+    pacer: Pacer,
+    timers: BinaryHeap<Reverse<(Instant, u16)>>,
+    /// Sockets that still had data when their read budget ran out.
+    backlog: Vec<Token>,
+    ready: Vec<Token>,
+    buf: Box<[u8; 2048]>,
+    out: Box<[u8; 2048]>,
+}
+
+impl MediaLoop {
+    fn new(
+        poll: Poll,
+        commands: Receiver<MediaCommand>,
+        events: UnboundedSender<MediaEvent>,
+        counters: Arc<Counters>,
+    ) -> MediaLoop {
+        MediaLoop {
+            poll,
+            commands,
+            events,
+            counters,
+            slots: HashMap::with_capacity(1024),
+            pacer: Pacer::new(),
+            timers: BinaryHeap::with_capacity(1024),
+            backlog: Vec::with_capacity(1024),
+            ready: Vec::with_capacity(1024),
+            buf: Box::new([0; 2048]),
+            out: Box::new([0; 2048]),
+        }
+    }
+
+    fn run(&mut self) -> std::io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            let next = [
+                self.pacer.poll_timeout(),
+                self.timers.peek().map(|Reverse((at, _))| *at),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let wait = if self.backlog.is_empty() {
+                next.map(|at| at.saturating_duration_since(now))
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, wait) {
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let mut commands = false;
+            self.ready.clear();
+            self.ready.append(&mut self.backlog);
+            for event in &events {
+                if event.token() == WAKER {
+                    commands = true;
+                } else {
+                    self.ready.push(event.token());
+                }
+            }
+            if commands && !self.take_commands() {
+                return Ok(());
+            }
+            let now = Instant::now();
+            for i in 0..self.ready.len() {
+                let token = self.ready[i];
+                match token_port(token) {
+                    (port, false) => self.read_rtp(port, token, now),
+                    (port, true) => self.read_rtcp(port, token, now),
+                }
+            }
+            self.send_due(Instant::now());
+            self.run_timers(Instant::now());
+        }
+    }
+
+    /// Apply every queued command; false when the handles are all gone.
+    fn take_commands(&mut self) -> bool {
+        loop {
+            match self.commands.try_recv() {
+                Ok(command) => self.apply(command, Instant::now()),
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn apply(&mut self, command: MediaCommand, now: Instant) {
+        match command {
+            MediaCommand::Open { pair } => self.open(pair, now),
+            MediaCommand::Connect { port, peer } => {
+                if let Some(slot) = self.slots.get_mut(&port) {
+                    slot.logic.connect(peer, now);
+                    self.schedule(port);
+                }
+            }
+            MediaCommand::Play { port, audio, repeat } => {
+                self.stop_sending(port);
+                let Some(slot) = self.slots.get_mut(&port) else {
+                    return;
+                };
+                let Some(peer) = slot.logic.peer() else {
+                    debug!(port, "play before the peer is known: ignored");
+                    return;
+                };
+                if audio.len() < FRAME_SAMPLES {
+                    let _ = self.events.send(MediaEvent::PlayFinished { port });
+                    return;
+                }
+                let (ssrc, sequence, timestamp) = slot.logic.next_header();
+                self.pacer.add(Stream::new(
+                    u64::from(port),
+                    peer.remote,
+                    audio,
+                    repeat,
+                    peer.payload_type,
+                    ssrc,
+                    sequence,
+                    timestamp,
+                    now,
+                ));
+            }
+            MediaCommand::Update {
+                port,
+                remote,
+                direction,
+            } => {
+                if let Some(slot) = self.slots.get_mut(&port) {
+                    slot.logic.update(remote, direction, now);
+                    self.schedule(port);
+                }
+            }
+            MediaCommand::Relay { a, b } => {
+                let connected = |p| self.slots.get(&p).is_some_and(|s| s.logic.peer().is_some());
+                if a == b || !connected(a) || !connected(b) {
+                    debug!(a, b, "relay between endpoints that are not both connected: ignored");
+                    return;
+                }
+                self.stop_sending(a);
+                self.stop_sending(b);
+                for (to, from) in [(a, b), (b, a)] {
+                    let slot = self.slots.get_mut(&to).expect("checked above");
+                    slot.relay_from = Some(from);
+                    slot.restamp = Restamp::default();
+                }
+            }
+            MediaCommand::Record { port, sink } => {
+                if let Some(slot) = self.slots.get_mut(&port) {
+                    slot.record = Some(sink);
+                }
+            }
+            MediaCommand::StopRecording { port } => {
+                if let Some(slot) = self.slots.get_mut(&port) {
+                    slot.record = None;
+                }
+            }
+            MediaCommand::Stop { port } => self.stop_sending(port),
+            MediaCommand::Close { port } => self.close(port, now),
+        }
+    }
+
+    fn open(&mut self, pair: BoundPair, now: Instant) {
+        let port = pair.port;
+        if self.slots.contains_key(&port) {
+            self.close(port, now);
+        }
+        let mut rtp = UdpSocket::from_std(pair.rtp);
+        let mut rtcp = UdpSocket::from_std(pair.rtcp);
+        let registry = self.poll.registry();
+        let base = usize::from(port) * 2;
+        if let Err(e) = registry
+            .register(&mut rtp, Token(base), Interest::READABLE)
+            .and_then(|_| registry.register(&mut rtcp, Token(base + 1), Interest::READABLE))
+        {
+            tracing::warn!(port, error = %e, "cannot watch the RTP sockets");
+        }
+        self.slots.insert(
+            port,
+            Slot {
+                rtp,
+                rtcp,
+                logic: Endpoint::new(port, now),
+                relay_from: None,
+                restamp: Restamp::default(),
+                record: None,
+                scheduled: None,
+            },
+        );
+        self.counters.endpoints_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// End play into `port` and any relay it is part of.
+    fn stop_sending(&mut self, port: u16) {
+        self.pacer.remove(u64::from(port));
+        let partner = self.slots.get_mut(&port).and_then(|s| s.relay_from.take());
+        if let Some(partner) = partner
+            && let Some(other) = self.slots.get_mut(&partner)
+            && other.relay_from == Some(port)
+        {
+            other.relay_from = None;
+        }
+    }
+
+    fn close(&mut self, port: u16, now: Instant) {
+        self.stop_sending(port);
+        let Some(mut slot) = self.slots.remove(&port) else {
+            return;
+        };
+        if let Some((len, to)) = slot.logic.build_rtcp(now, wall_ntp(), true, &mut self.out[..]) {
+            let _ = slot.rtcp.send_to(&self.out[..len], to);
+        }
+        let registry = self.poll.registry();
+        let _ = registry.deregister(&mut slot.rtp);
+        let _ = registry.deregister(&mut slot.rtcp);
+        forward_events(&self.events, &mut slot.logic);
+        let stats = slot.logic.stats();
+        drop(slot);
+        self.counters.endpoints_open.fetch_sub(1, Ordering::Relaxed);
+        let _ = self.events.send(MediaEvent::Closed { port, stats });
+    }
+
+    /// Keep one timer-heap entry per endpoint at its earliest deadline.
+    fn schedule(&mut self, port: u16) {
+        let Some(slot) = self.slots.get_mut(&port) else {
+            return;
+        };
+        if let Some(at) = slot.logic.poll_timeout()
+            && slot.scheduled.is_none_or(|s| at < s)
+        {
+            slot.scheduled = Some(at);
+            self.timers.push(Reverse((at, port)));
+        }
+    }
+
+    fn read_rtp(&mut self, port: u16, token: Token, now: Instant) {
+        for n in 0..=READ_BUDGET {
+            let Some(slot) = self.slots.get_mut(&port) else {
+                return;
+            };
+            if n == READ_BUDGET {
+                self.backlog.push(token);
+                break;
+            }
+            let (len, from) = match slot.rtp.recv_from(&mut self.buf[..]) {
+                Ok(r) => r,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => continue, // e.g. an ICMP error queued on the socket
+            };
+            let packet = &self.buf[..len];
+            let knew_the_address = slot.logic.learned;
+            let inbound = slot.logic.handle_rtp(now, from, packet);
+            if slot.logic.learned && !knew_the_address {
+                self.counters.peers_learned.fetch_add(1, Ordering::Relaxed);
+            }
+            let header = match inbound {
+                Inbound::Audio { header } => {
+                    if let (Some(sink), Some(peer)) = (slot.record.as_mut(), slot.logic.peer()) {
+                        let timestamp = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+                        if !sink.push(peer.codec, timestamp, &packet[header..]) {
+                            slot.record = None;
+                        }
+                    }
+                    header
+                }
+                Inbound::TelephoneEvent { header } => header,
+                Inbound::Ignored => continue,
+            };
+            self.counters.packets_received.fetch_add(1, Ordering::Relaxed);
+            forward_events(&self.events, &mut slot.logic);
+            self.relay(port, header, len, now);
+        }
+        self.schedule(port);
+    }
+
+    /// Send what `from` just received (in `self.buf`) out of its relay partner.
+    fn relay(&mut self, from: u16, header: usize, len: usize, now: Instant) {
+        let Some((partner, format)) = self
+            .slots
+            .get(&from)
+            .and_then(|s| Some((s.relay_from?, format_of(s.logic.peer()?))))
+        else {
+            return;
+        };
+        let Some(slot) = self.slots.get_mut(&partner) else {
+            return;
+        };
+        if slot.relay_from != Some(from) {
+            return;
+        }
+        let (Some(to), Some(peer)) = (slot.logic.send_to(), slot.logic.peer()) else {
+            return;
+        };
+        let header_fields = slot.logic.next_header();
+        let Some(n) = slot.restamp.rewrite(
+            &self.buf[..len],
+            header,
+            format,
+            format_of(peer),
+            header_fields,
+            &mut self.out[..],
+        ) else {
+            return;
+        };
+        send_counted(&slot.rtp, &self.out[..n], to, &self.counters);
+        let sequence = u16::from_be_bytes([self.out[2], self.out[3]]);
+        let timestamp = u32::from_be_bytes([self.out[4], self.out[5], self.out[6], self.out[7]]);
+        slot.logic.on_sent(now, sequence, timestamp, n - 12);
+    }
+
+    fn read_rtcp(&mut self, port: u16, token: Token, now: Instant) {
+        let mut ntp = None;
+        for n in 0..=READ_BUDGET {
+            let Some(slot) = self.slots.get_mut(&port) else {
+                return;
+            };
+            if n == READ_BUDGET {
+                self.backlog.push(token);
+                return;
+            }
+            match slot.rtcp.recv_from(&mut self.buf[..]) {
+                Ok((len, from)) => {
+                    let ntp = *ntp.get_or_insert_with(wall_ntp);
+                    slot.logic.handle_rtcp(now, ntp, from, &self.buf[..len]);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn send_due(&mut self, now: Instant) {
+        let (slots, events, counters) = (&mut self.slots, &self.events, &self.counters);
+        self.pacer.poll_due(now, |due| match due {
+            Due::Packet { id, packet, .. } => {
+                let Some(slot) = slots.get_mut(&(id as u16)) else {
+                    return;
+                };
+                // On hold the prompt runs on silently, so it ends on time.
+                if let Some(to) = slot.logic.send_to() {
+                    send_counted(&slot.rtp, packet, to, counters);
+                    let sequence = u16::from_be_bytes([packet[2], packet[3]]);
+                    let timestamp = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+                    slot.logic.on_sent(now, sequence, timestamp, packet.len() - 12);
+                }
+            }
+            Due::Finished { id } => {
+                let _ = events.send(MediaEvent::PlayFinished { port: id as u16 });
+            }
+        });
+        self.counters.slips.store(self.pacer.slips, Ordering::Relaxed);
+    }
+
+    fn run_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((at, port))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(slot) = self.slots.get_mut(&port) else {
+                continue;
+            };
+            if slot.scheduled != Some(at) {
+                continue; // superseded by an earlier entry
+            }
+            slot.scheduled = None;
+            if slot.logic.handle_timeout(now)
+                && let Some((len, to)) = slot.logic.build_rtcp(now, wall_ntp(), false, &mut self.out[..])
+            {
+                let _ = slot.rtcp.send_to(&self.out[..len], to);
+            }
+            forward_events(&self.events, &mut slot.logic);
+            self.schedule(port);
+        }
+    }
+}
+
+fn forward_events(events: &UnboundedSender<MediaEvent>, logic: &mut Endpoint) {
+    while let Some(event) = logic.poll_event() {
+        let _ = events.send(event);
+    }
+}
+
+fn send_counted(socket: &UdpSocket, packet: &[u8], to: std::net::SocketAddr, counters: &Counters) {
+    match socket.send_to(packet, to) {
+        Ok(_) => counters.packets_sent.fetch_add(1, Ordering::Relaxed),
+        Err(_) => counters.send_errors.fetch_add(1, Ordering::Relaxed),
+    };
+}
+
+#[cfg(test)]
+#[path = "thread_tests.rs"]
+mod tests;

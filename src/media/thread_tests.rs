@@ -1,0 +1,185 @@
+//! The media thread itself, over loopback sockets.
+
+use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::*;
+use crate::codec::Codec;
+use crate::media::rtp::read_header;
+use crate::media::{Direction, PortPool, g711, record};
+
+fn next_event(rx: &mut UnboundedReceiver<MediaEvent>) -> MediaEvent {
+    for _ in 0..400 {
+        if let Ok(e) = rx.try_recv() {
+            return e;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("no media event within 2 s");
+}
+
+fn phone() -> StdUdpSocket {
+    let s = StdUdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s
+}
+
+fn peer(remote: SocketAddr, codec: Codec, ssrc: u32) -> Peer {
+    Peer {
+        remote,
+        signalling_source: remote.ip(),
+        codec,
+        payload_type: codec.static_payload_type(),
+        telephone_event: Some(101),
+        direction: Direction::SendRecv,
+        ssrc,
+        first_sequence: 1000,
+        first_timestamp: 0,
+        rtp_timeout: Duration::ZERO,
+    }
+}
+
+fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, pt];
+    p.extend(seq.to_be_bytes());
+    p.extend(ts.to_be_bytes());
+    p.extend(ssrc.to_be_bytes());
+    p.extend(payload);
+    p
+}
+
+fn endpoint_addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+#[test]
+fn play_receive_dtmf_record_and_close() {
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let media = MediaHandle::spawn(tx).unwrap();
+    let mut pool = PortPool::new("127.0.0.1".parse().unwrap(), (47200, 47203));
+    let releaser = pool.releaser();
+    let pair = pool.reserve().unwrap();
+    let port = pair.port;
+    media.send(MediaCommand::Open { pair });
+    let x = phone();
+    media.send(MediaCommand::Connect {
+        port,
+        peer: peer(x.local_addr().unwrap(), Codec::Pcmu, 0xA1),
+    });
+    let (sink, frames) = record::channel(16);
+    media.send(MediaCommand::Record { port, sink });
+    let audio: Arc<[u8]> = (0..5 * FRAME_SAMPLES).map(|i| (i / FRAME_SAMPLES) as u8).collect();
+    media.send(MediaCommand::Play { port, audio, repeat: 1 });
+
+    let mut buf = [0u8; 2048];
+    for n in 0..5u16 {
+        let (len, from) = x.recv_from(&mut buf).unwrap();
+        assert_eq!(from, endpoint_addr(port), "sent from the endpoint's own port");
+        let (pt, mark, seq, _, ssrc, payload) = read_header(&buf[..len]).unwrap();
+        assert_eq!((pt, mark, seq, ssrc, payload), (0, n == 0, 1000 + n, 0xA1, 160));
+        assert_eq!(buf[12], n as u8);
+    }
+    assert_eq!(next_event(&mut events), MediaEvent::PlayFinished { port });
+
+    // The caller speaks and presses 9 (end packet three times).
+    x.send_to(&rtp(0, 1, 160, 0xC0, &[0xFF; 160]), endpoint_addr(port))
+        .unwrap();
+    for _ in 0..3 {
+        x.send_to(&rtp(101, 2, 320, 0xC0, &[9, 0x8A, 0x03, 0x20]), endpoint_addr(port))
+            .unwrap();
+    }
+    assert_eq!(
+        next_event(&mut events),
+        MediaEvent::Dtmf {
+            port,
+            digit: '9',
+            duration: Duration::from_millis(100)
+        }
+    );
+    let frame = frames.recv_timeout(Duration::from_secs(2)).unwrap();
+    assert_eq!(
+        (frame.timestamp, frame.samples().len(), frame.samples()[0]),
+        (160, 160, 0)
+    );
+
+    media.send(MediaCommand::Close { port });
+    // The RTCP BYE goes to the phone's RTP port + 1: not bound here, so only the event is checked.
+    let MediaEvent::Closed { port: closed, stats } = next_event(&mut events) else {
+        panic!("expected Closed");
+    };
+    assert_eq!(closed, port);
+    assert_eq!(
+        (stats.packets_sent, stats.packets_received, stats.packets_lost),
+        (5, 4, 0)
+    );
+    assert!(
+        frames.recv_timeout(Duration::from_secs(2)).is_err(),
+        "the recording ended with the endpoint"
+    );
+    assert_eq!(media.counters.snapshot().endpoints_open, 0);
+    // Free only once released: the shell does that on Closed.
+    releaser.release(port);
+    assert!(pool.reserve().is_some());
+}
+
+#[test]
+fn relay_bridges_pcmu_and_pcma_legs_both_ways() {
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let media = MediaHandle::spawn(tx).unwrap();
+    let mut pool = PortPool::new("127.0.0.1".parse().unwrap(), (47210, 47213));
+    let (a, b) = (pool.reserve().unwrap(), pool.reserve().unwrap());
+    let (port_a, port_b) = (a.port, b.port);
+    media.send(MediaCommand::Open { pair: a });
+    media.send(MediaCommand::Open { pair: b });
+    let (x, y) = (phone(), phone());
+    media.send(MediaCommand::Connect {
+        port: port_a,
+        peer: peer(x.local_addr().unwrap(), Codec::Pcmu, 0xAAAA),
+    });
+    let mut pcma = peer(y.local_addr().unwrap(), Codec::Pcma, 0xBBBB);
+    pcma.telephone_event = Some(96);
+    media.send(MediaCommand::Connect {
+        port: port_b,
+        peer: pcma,
+    });
+    media.send(MediaCommand::Relay { a: port_a, b: port_b });
+
+    let mut buf = [0u8; 2048];
+    let loud = g711::linear_to_ulaw(8000);
+    x.send_to(&rtp(0, 500, 4000, 0x1234, &[loud; 160]), endpoint_addr(port_a))
+        .unwrap();
+    let (len, from) = y.recv_from(&mut buf).unwrap();
+    assert_eq!(from, endpoint_addr(port_b));
+    let (pt, _, seq, ts, ssrc, payload) = read_header(&buf[..len]).unwrap();
+    assert_eq!((pt, seq, ts, ssrc, payload), (8, 1000, 0, 0xBBBB, 160));
+    assert_eq!(
+        buf[12],
+        g711::transcode_table(Codec::Pcmu, Codec::Pcma).unwrap()[loud as usize]
+    );
+
+    // The other way, a key press: its payload type is mapped 96 → 101.
+    y.send_to(&rtp(96, 9, 100, 0x9999, &[1, 0x8A, 0, 160]), endpoint_addr(port_b))
+        .unwrap();
+    let (len, from) = x.recv_from(&mut buf).unwrap();
+    assert_eq!(from, endpoint_addr(port_a));
+    let (pt, _, _, _, ssrc, _) = read_header(&buf[..len]).unwrap();
+    assert_eq!((pt, ssrc), (101, 0xAAAA));
+    assert_eq!(&buf[12..len], &[1, 0x8A, 0, 160]);
+    assert_eq!(
+        next_event(&mut events),
+        MediaEvent::Dtmf {
+            port: port_b,
+            digit: '1',
+            duration: Duration::from_millis(20)
+        }
+    );
+
+    // Stop on one side breaks the bridge both ways.
+    media.send(MediaCommand::Stop { port: port_a });
+    x.send_to(&rtp(0, 501, 4160, 0x1234, &[loud; 160]), endpoint_addr(port_a))
+        .unwrap();
+    y.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    assert!(y.recv_from(&mut buf).is_err(), "nothing relayed after Stop");
+}
