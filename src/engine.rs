@@ -14,25 +14,21 @@ use std::time::Instant;
 use jiff::Timestamp;
 use tracing::{debug, info, warn};
 
-use crate::call::{Call, CallRecord, Dialog, HungUpBy, Phase};
+use crate::call::{CallInput, CallRecord};
 use crate::config::{IpRange, KeepAlive};
-use crate::media::MediaStart;
 use crate::media::prompt::PromptLibrary;
+use crate::media::{MediaCommand, MediaEvent};
 use crate::policy::{Action, CallFacts, Decision, Policy};
+use crate::sip::dialog::DialogId;
 use crate::sip::message::{self, Incoming, Method, Request, Response, ResponseBuilder};
 use crate::sip::register::{RegAction, RegEvent, RegState, RegStatus, Registration, RegistrationConfig};
 use crate::sip::sdp::{self, SdpError, SessionDescription};
-use crate::sip::transaction::{ClientNonInvite, ServerInvite, ServerNonInvite, TimerOutcome, Timers, Wire};
+use crate::sip::transaction::{
+    ClientNonInvite, ServerInvite, ServerNonInvite, ServerTxKey, TimerOutcome, Timers, Wire,
+};
 
+pub use crate::clock::Now;
 pub use crate::sip::{ALLOW, SUPPORTED};
-
-/// Current time, both clocks: the monotonic one drives timers, the wall one
-/// goes into records and the policy's schedules.
-#[derive(Debug, Clone, Copy)]
-pub struct Now {
-    pub at: Instant,
-    pub wall: Timestamp,
-}
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -46,31 +42,40 @@ pub struct EngineConfig {
     /// Keep-alive towards each registrar while registered (zero: off).
     pub keepalive: std::time::Duration,
     pub keepalive_method: KeepAlive,
+    /// A caller whose RTP stops (after it had started, not on hold) for this
+    /// long is hung up (zero: never).
+    pub rtp_timeout: std::time::Duration,
 }
 
 #[derive(Debug)]
 pub enum Output {
-    Transmit { to: SocketAddr, data: Wire },
-    StartMedia(MediaStart),
-    StopMedia { port: u16 },
-    CallEnded(CallRecord),
+    Transmit {
+        to: SocketAddr,
+        data: Wire,
+    },
+    /// A command for the media thread.
+    Media(MediaCommand),
+    CallEnded(Box<CallRecord>),
 }
 
 /// Media endpoints by their RTP port: the shell's allocator binds the
-/// sockets and opens the endpoint; the engine only holds the number.
+/// sockets and opens the endpoint; the engine only holds the number and
+/// closes it with [`MediaCommand::Close`] (the port is free again once
+/// media reports it closed).
 pub trait PortAllocator: Send {
     /// Open a media endpoint; its RTP port, or `None` when none is free.
     fn allocate(&mut self) -> Option<u16>;
-    /// Close the endpoint (the port is free again once media has closed it).
-    fn release(&mut self, port: u16);
 }
+
+/// A call as the engine names it (Call-IDs are the caller's and not unique).
+pub(crate) type CallKey = u64;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum TimerKey {
-    InviteTx(String),
-    OtherTx(String),
+    InviteTx(ServerTxKey),
+    OtherTx(ServerTxKey),
     ClientTx(String),
-    Call(String),
+    Call(CallKey),
     Registration(usize),
     Keepalive(usize),
 }
@@ -78,14 +83,15 @@ enum TimerKey {
 /// Who started a client transaction.
 #[derive(Debug, Clone)]
 enum TxOwner {
-    Call(String),
+    /// A BYE of this call.
+    Call(CallKey),
     Registration(usize),
     KeepAlive(usize),
 }
 
 struct InviteTxEntry {
     tx: ServerInvite,
-    call_id: Option<String>,
+    call: Option<CallKey>,
     /// Where its responses (and their retransmissions) go.
     dest: SocketAddr,
 }
@@ -114,14 +120,15 @@ pub struct Engine {
     policy: Arc<Policy>,
     prompts: Arc<PromptLibrary>,
     ports: Box<dyn PortAllocator>,
-    invite_txs: HashMap<String, InviteTxEntry>,
-    other_txs: HashMap<String, ServerNonInvite>,
+    invite_txs: HashMap<ServerTxKey, InviteTxEntry>,
+    other_txs: HashMap<ServerTxKey, ServerNonInvite>,
     client_txs: HashMap<String, ClientTxEntry>,
-    calls: HashMap<String, Call>,
-    /// INVITEs not yet given a final response, by Call-ID.
-    pending_invites: HashMap<String, Request>,
-    /// Calls to hang up once the current input is handled.
-    hang_up_soon: Vec<String>,
+    calls: HashMap<CallKey, calls::CallEntry>,
+    next_call: CallKey,
+    /// Where each message and media event finds its call.
+    call_by_dialog: HashMap<DialogId, CallKey>,
+    call_by_call_id: HashMap<String, CallKey>,
+    call_by_port: HashMap<u16, CallKey>,
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
     timer_keys: HashMap<u64, TimerKey>,
     next_timer_id: u64,
@@ -158,8 +165,10 @@ impl Engine {
             other_txs: HashMap::new(),
             client_txs: HashMap::new(),
             calls: HashMap::new(),
-            pending_invites: HashMap::new(),
-            hang_up_soon: Vec::new(),
+            next_call: 1,
+            call_by_dialog: HashMap::new(),
+            call_by_call_id: HashMap::new(),
+            call_by_port: HashMap::new(),
             timers: BinaryHeap::new(),
             timer_keys: HashMap::new(),
             next_timer_id: 0,
@@ -197,6 +206,32 @@ impl Engine {
 
     pub fn active_calls(&self) -> usize {
         self.calls.len()
+    }
+
+    /// What the media thread reports, for the call that owns the endpoint.
+    pub fn handle_media_event(&mut self, now: Now, event: MediaEvent) {
+        let (port, input) = match event {
+            MediaEvent::PlayFinished { port } => (port, CallInput::PlayFinished),
+            MediaEvent::Dtmf { port, digit, .. } => (port, CallInput::Dtmf(digit)),
+            MediaEvent::RtpTimeout { port, silent_for } => (port, CallInput::RtpTimeout { silent_for }),
+            MediaEvent::Closed { port, stats } => {
+                let quality = crate::call::AudioQuality {
+                    packets_sent: stats.packets_sent,
+                    packets_received: stats.packets_received,
+                    packets_lost: stats.packets_lost,
+                    jitter_ms: (stats.jitter_ms * 100.0).round() / 100.0,
+                    rtt_ms: stats.round_trip_ms.map(|r| (r * 100.0).round() / 100.0),
+                };
+                let Some(key) = self.call_by_port.remove(&port) else {
+                    return;
+                };
+                self.call_input(now, key, CallInput::MediaClosed(quality));
+                return;
+            }
+        };
+        if let Some(&key) = self.call_by_port.get(&port) {
+            self.call_input(now, key, input);
+        }
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -267,20 +302,6 @@ impl Engine {
         }
     }
 
-    fn tx_key(req: &Request) -> String {
-        if req.branch.starts_with("z9hG4bK") {
-            req.branch.clone()
-        } else {
-            // RFC 2543 peers: no unique branch, identify by the request itself.
-            format!(
-                "2543|{}|{}|{}",
-                req.call_id,
-                req.cseq,
-                req.from_tag.as_deref().unwrap_or("")
-            )
-        }
-    }
-
     /// A response to `msg` with our Server header.
     fn response(
         &self,
@@ -302,7 +323,7 @@ impl Engine {
     /// Answer a non-INVITE request through a server transaction, so its
     /// retransmissions get the same answer.
     fn respond_non_invite(&mut self, now: Now, req: &Request, wire: Wire) {
-        let key = format!("{}|{}", Self::tx_key(req), req.method);
+        let key = ServerTxKey::of(req);
         self.transmit(req.source, wire.clone());
         let mut tx = ServerNonInvite::new(self.cfg.timers);
         tx.final_response(wire, now.at);
@@ -320,7 +341,7 @@ impl Engine {
     }
 
     fn on_request(&mut self, now: Now, req: Request) {
-        if !self.trusted(req.source) && !self.calls.contains_key(&req.call_id) {
+        if !self.trusted(req.source) && !self.call_by_call_id.contains_key(&req.call_id) {
             self.refuse_untrusted(now, &req);
             return;
         }
@@ -331,7 +352,7 @@ impl Engine {
         {
             let require = require.to_string();
             if req.method == Method::Invite {
-                let key = Self::tx_key(&req);
+                let key = ServerTxKey::of(&req);
                 if let Some(entry) = self.invite_txs.get(&key) {
                     if let Some(wire) = entry.tx.on_retransmitted_invite() {
                         self.transmit(req.source, wire);
@@ -342,7 +363,7 @@ impl Engine {
                     key.clone(),
                     InviteTxEntry {
                         tx: ServerInvite::new(self.cfg.timers),
-                        call_id: None,
+                        call: None,
                         dest: req.source,
                     },
                 );
@@ -362,7 +383,7 @@ impl Engine {
             return;
         }
         if req.method != Method::Invite && req.method != Method::Ack {
-            let key = format!("{}|{}", Self::tx_key(&req), req.method);
+            let key = ServerTxKey::of(&req);
             if let Some(tx) = self.other_txs.get(&key) {
                 if let Some(wire) = tx.on_retransmitted_request() {
                     self.stats.retransmissions_sent += 1;
@@ -376,7 +397,7 @@ impl Engine {
             Method::Ack => self.on_ack(now, req),
             Method::Cancel => self.on_cancel(now, req),
             Method::Bye => self.on_bye(now, req),
-            Method::Update if self.calls.contains_key(&req.call_id) => self.on_update(now, req),
+            Method::Update if req.to_tag.is_some() => self.on_update(now, req),
             Method::Options => {
                 let wire = self
                     .response(&req.msg, req.source, 200, "OK", None)
@@ -386,7 +407,9 @@ impl Engine {
                     .build();
                 self.respond_non_invite(now, &req, wire.into());
             }
-            _ if req.to_tag.is_some() && !self.calls.contains_key(&req.call_id) => {
+            _ if req.to_tag.is_some()
+                && DialogId::of_request(&req).is_none_or(|d| !self.call_by_dialog.contains_key(&d)) =>
+            {
                 self.simple_non_invite(now, &req, 481, "Call/Transaction Does Not Exist");
             }
             _ => self.simple_non_invite(now, &req, 405, "Method Not Allowed"),
@@ -437,11 +460,11 @@ impl Engine {
         let at = entry.tx.poll_timeout();
         self.arm(TimerKey::ClientTx(resp.branch.clone()), at);
         match owner {
-            TxOwner::Call(call_id) => {
+            TxOwner::Call(key) => {
                 if code >= 300 {
-                    debug!(%call_id, code, "BYE answered with an error; the call is over anyway");
+                    debug!(call = key, code, "BYE answered with an error; the call is over anyway");
                 }
-                self.finish_hangup(now, &call_id);
+                self.call_input(now, key, CallInput::ByeDone);
             }
             TxOwner::Registration(i) => self.on_register_response(now, i, &resp, retransmitted),
             TxOwner::KeepAlive(i) => self.on_keepalive_answered(now, i, retransmitted),
@@ -461,7 +484,6 @@ impl Engine {
             };
             self.fire(now, key);
         }
-        self.flush_hangups(now);
     }
 
     fn fire(&mut self, now: Now, key: TimerKey) {
@@ -475,7 +497,7 @@ impl Engine {
                 }
                 let outcome = entry.tx.handle_timeout(now.at);
                 let next = entry.tx.poll_timeout();
-                let call_id = entry.call_id.clone();
+                let call = entry.call;
                 match outcome {
                     Some(TimerOutcome::Retransmit(wire)) => {
                         let to = entry.dest;
@@ -485,9 +507,9 @@ impl Engine {
                     }
                     Some(TimerOutcome::AckTimeout) => {
                         self.invite_txs.remove(&k);
-                        if let Some(c) = call_id.filter(|c| self.calls.get(c).is_some_and(|c| c.invite_tx == k)) {
-                            warn!(call_id = %c, "no ACK for our 200 OK within 64*T1: hanging up");
-                            self.send_bye(now, &c, Some("no ACK for 200 OK".into()));
+                        if let Some(c) = call.filter(|c| self.calls.get(c).is_some_and(|e| e.invite_tx == k)) {
+                            warn!(call_id = %self.calls[&c].dialog.id.call_id, "no ACK for our 200 OK within 64*T1: hanging up");
+                            self.call_input(now, c, CallInput::AckTimedOut);
                         }
                     }
                     Some(_) => {
@@ -523,9 +545,9 @@ impl Engine {
                     Some(TimerOutcome::RequestTimeout) => {
                         self.client_txs.remove(&branch);
                         match owner {
-                            TxOwner::Call(call_id) => {
-                                warn!(%call_id, "BYE got no response (Timer F); the call is over anyway");
-                                self.finish_hangup(now, &call_id);
+                            TxOwner::Call(key) => {
+                                warn!(call = key, "BYE got no response (Timer F); the call is over anyway");
+                                self.call_input(now, key, CallInput::ByeDone);
                             }
                             TxOwner::Registration(i) => self.on_register_timeout(now, i),
                             TxOwner::KeepAlive(i) => self.on_keepalive_unanswered(now, i),
@@ -539,13 +561,12 @@ impl Engine {
             }
             TimerKey::Registration(i) => self.registration_timer(now, i),
             TimerKey::Keepalive(i) => self.keepalive_timer(now, i),
-            TimerKey::Call(call_id) => {
-                let due = matches!(
-                    self.calls.get(&call_id).map(|c| c.phase),
-                    Some(Phase::Ringing { answer_at }) if answer_at <= now.at
-                );
-                if due {
-                    self.answer(now, &call_id);
+            TimerKey::Call(key) => {
+                if let Some(entry) = self.calls.get_mut(&key)
+                    && entry.call.poll_timeout().is_some_and(|t| t <= now.at)
+                {
+                    entry.call.handle_timeout(now);
+                    self.drive(now, key);
                 }
             }
         }
@@ -607,5 +628,7 @@ impl Refusals {
 mod calls;
 mod registrations;
 
+#[cfg(test)]
+mod dialog_tests;
 #[cfg(test)]
 mod tests;

@@ -22,6 +22,7 @@
 //! takes time as input and returns actions, so it is tested deterministically.
 
 pub mod call;
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod engine;

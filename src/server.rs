@@ -38,21 +38,16 @@ impl PortAllocator for MediaPorts {
         self.media.send(MediaCommand::Open { pair });
         Some(port)
     }
-
-    fn release(&mut self, port: u16) {
-        // The port returns to the pool when the Closed event comes back.
-        self.media.send(MediaCommand::Close { port });
-    }
 }
 
 /// How long a caller may send no RTP (after having sent some, not on hold)
-/// before media reports it.
-const RTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// before denwa hangs up.
+const RTP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Appends one JSON line per call on its own thread, so a slow disk never
 /// stalls SIP. Each line is written whole and flushed.
 struct CallLog {
-    tx: std::sync::mpsc::Sender<CallRecord>,
+    tx: std::sync::mpsc::Sender<Box<CallRecord>>,
     writer: std::thread::JoinHandle<()>,
 }
 
@@ -66,7 +61,7 @@ impl CallLog {
             .append(true)
             .open(path)
             .with_context(|| format!("opening the call log {}", path.display()))?;
-        let (tx, rx) = std::sync::mpsc::channel::<CallRecord>();
+        let (tx, rx) = std::sync::mpsc::channel::<Box<CallRecord>>();
         let path = path.to_owned();
         let writer = std::thread::Builder::new()
             .name("denwa-calllog".into())
@@ -138,6 +133,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             trusted: settings.trusted.clone(),
             keepalive: settings.keepalive,
             keepalive_method: settings.keepalive_method,
+            rtp_timeout: RTP_TIMEOUT,
         },
         config.policy.clone(),
         config.prompts.clone(),
@@ -196,12 +192,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                         }
                     }
                 }
-                Output::StartMedia(start) => {
-                    for command in start.into_commands(RTP_TIMEOUT) {
-                        media.send(command);
-                    }
-                }
-                Output::StopMedia { port } => media.send(MediaCommand::Stop { port }),
+                Output::Media(command) => media.send(command),
                 Output::CallEnded(record) => {
                     info!(
                         call_id = %record.call_id,
@@ -266,20 +257,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 fn handle_media_event(engine: &mut Engine, releaser: &PortReleaser, event: MediaEvent) {
-    match event {
-        MediaEvent::PlayFinished { port } => engine.handle_media_finished(now(), port),
-        MediaEvent::Dtmf { port, digit, duration } => {
-            debug!(port, %digit, ms = duration.as_millis() as u64, "DTMF");
-        }
-        MediaEvent::RtpTimeout { port, silent_for } => {
-            info!(port, silent_s = silent_for.as_secs(), "no RTP from the caller");
-        }
-        MediaEvent::Closed { port, stats } => {
-            debug!(port, ?stats, "media endpoint closed");
-            // Every earlier event about this port has been handled: it may serve the next call.
-            releaser.release(port);
-        }
+    if let MediaEvent::Closed { port, .. } = &event {
+        // Every earlier event about this port has been handled: it may serve the next call.
+        releaser.release(*port);
     }
+    engine.handle_media_event(now(), event);
 }
 
 fn handle_datagram(engine: &mut Engine, settings: &config::Settings, now: Now, from: SocketAddr, data: &[u8]) {

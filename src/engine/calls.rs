@@ -1,9 +1,52 @@
-//! Inbound calls as the UAS sees them: an INVITE becomes a call (or is
-//! refused), the call is answered and its media started, and it ends by
-//! CANCEL, BYE from either side, or a missing ACK.
+//! Inbound calls, the SIP side: an INVITE becomes a [`Call`] (or is
+//! refused), and the engine carries out what the call asks for with the
+//! INVITE server transaction, the UAS dialog and media commands. What
+//! happens next is the call's decision; how it goes on the wire is ours.
 
 use super::*;
+use crate::call::{Call, CallAction, CallSetup, Phase};
+use crate::media::{Direction as MediaDirection, Peer};
+use crate::sip::dialog::{Dialog, InDialogVerdict};
+use crate::sip::request::{RequestBuilder, branch_from};
+use crate::sip::sdp::{Direction, Negotiated};
 use crate::sip::transaction::InviteState;
+
+/// One call's SIP and media bookkeeping beside its state machine.
+pub(super) struct CallEntry {
+    pub(super) call: Call,
+    /// The UAS dialog with the caller.
+    pub(super) dialog: Dialog,
+    /// The INVITE transaction whose ACK we wait for (initial, then re-INVITEs).
+    pub(super) invite_tx: ServerTxKey,
+    pub(super) invite_cseq: u32,
+    /// The initial INVITE, until it has a final response.
+    invite: Option<Request>,
+    source: SocketAddr,
+    /// The caller's media endpoint.
+    port: u16,
+    connected: bool,
+    sdp: LocalSdp,
+    /// Our 2xx to a re-INVITE without SDP carried an offer; the answer comes in the ACK.
+    offer_in_reinvite_answer: bool,
+    line: String,
+}
+
+/// Our side of the SDP session: `o=` version grows whenever it changes.
+struct LocalSdp {
+    session_id: u64,
+    version: u64,
+    text: String,
+}
+
+/// What the media thread needs to know about the caller's side.
+fn media_direction(d: Direction) -> MediaDirection {
+    match d {
+        Direction::SendRecv => MediaDirection::SendRecv,
+        Direction::SendOnly => MediaDirection::SendOnly,
+        Direction::RecvOnly => MediaDirection::RecvOnly,
+        Direction::Inactive => MediaDirection::Inactive,
+    }
+}
 
 impl Engine {
     /// The (dialled number, line) an inbound INVITE is for, if any.
@@ -24,7 +67,7 @@ impl Engine {
     }
 
     pub(super) fn on_invite(&mut self, now: Now, req: Request) {
-        let key = Self::tx_key(&req);
+        let key = ServerTxKey::of(&req);
         if let Some(entry) = self.invite_txs.get(&key) {
             if let Some(wire) = entry.tx.on_retransmitted_invite() {
                 self.stats.retransmissions_sent += 1;
@@ -39,7 +82,7 @@ impl Engine {
             key.clone(),
             InviteTxEntry {
                 tx,
-                call_id: None,
+                call: None,
                 dest: req.source,
             },
         );
@@ -48,8 +91,8 @@ impl Engine {
             self.on_reinvite(now, req, key);
             return;
         }
-        if self.calls.contains_key(&req.call_id) {
-            // Same Call-ID, new branch, no To tag: a forked or looped INVITE.
+        if self.call_by_call_id.contains_key(&req.call_id) {
+            // Same Call-ID, new transaction, no To tag: a forked or looped INVITE.
             self.reject_invite(now, &req, &key, 482, "Loop Detected");
             return;
         }
@@ -82,55 +125,33 @@ impl Engine {
             }
             Decision::Route { line, plan, why } => (line, plan, why),
         };
-        let (line, action, why) = match plan.steps.first() {
+        let prompt = match plan.steps.first() {
             Some(&Action::Reject { status }) => {
                 info!(%line, %why, status, "call rejected by the rule");
-                let reason = message::reason_phrase(status);
-                self.reject_invite(now, &req, &key, status, reason);
+                self.reject_invite(now, &req, &key, status, message::reason_phrase(status));
                 return;
             }
-            Some(step @ Action::Announce { .. }) => (line, step.clone(), why),
+            // The call keeps the audio its plan names, even if a reload replaces it.
+            Some(Action::Announce { prompt, .. }) => self.prompts.get(&prompt.name).cloned(),
             Some(other) => {
                 warn!(%line, step = other.kind(), "this version cannot carry out this step yet (480)");
                 self.reject_invite(now, &req, &key, 480, "Temporarily Unavailable");
                 return;
             }
-            None => {
-                self.reject_invite(now, &req, &key, 480, "Temporarily Unavailable");
-                return;
-            }
-        };
-
-        // The call keeps the audio its plan names, even if a reload replaces it.
-        let prompt = match &action {
-            Action::Announce { prompt, .. } => self.prompts.get(&prompt.name).cloned(),
-            _ => None,
+            None => None,
         };
         let Some(prompt) = prompt else {
-            warn!(%line, "the policy names a prompt the library lacks (500)");
+            warn!(%line, "the plan names no prompt the library has (500)");
             self.reject_invite(now, &req, &key, 500, "Server Internal Error");
             return;
         };
 
         // Media: answer their offer, or make ours if they sent none.
-        let ctype = req.msg.header("Content-Type").unwrap_or("application/sdp");
-        let offer = if req.msg.body.is_empty() {
-            None
-        } else if !ctype.to_ascii_lowercase().starts_with("application/sdp") {
-            let tag = self.token();
-            let wire = self
-                .response(&req.msg, req.source, 415, "Unsupported Media Type", Some(&tag))
-                .header("Accept", "application/sdp")
-                .build();
-            self.finish_invite_tx(now, &key, req.source, 415, wire.into());
-            return;
-        } else {
-            match SessionDescription::parse(&req.msg.body) {
-                Ok(sd) => Some(sd),
-                Err(e) => {
-                    self.reject_invite_warning(now, &req, &key, 400, "Bad Request", &e.to_string());
-                    return;
-                }
+        let offer = match self.offer_of(&req) {
+            Ok(offer) => offer,
+            Err((code, reason, warning)) => {
+                self.reject_invite_warning(now, &req, &key, code, reason, &warning);
+                return;
             }
         };
         let Some(port) = self.ports.allocate() else {
@@ -143,17 +164,8 @@ impl Engine {
             Some(sd) => match sdp::answer(sd, self.cfg.advertise, port, session_id) {
                 Ok((n, text)) => (Some(n), text),
                 Err(e) => {
-                    self.ports.release(port);
-                    let code = if matches!(e, SdpError::NotAcceptable(_)) {
-                        488
-                    } else {
-                        400
-                    };
-                    let reason = if code == 488 {
-                        "Not Acceptable Here"
-                    } else {
-                        "Bad Request"
-                    };
+                    self.out.push_back(Output::Media(MediaCommand::Close { port }));
+                    let (code, reason) = sdp_error_status(&e);
                     info!(%line, error = %e, "call refused: {code}");
                     self.reject_invite_warning(now, &req, &key, code, reason, &e.to_string());
                     return;
@@ -163,11 +175,8 @@ impl Engine {
         };
 
         let local_tag = self.token();
-        let remote_target = req
-            .msg
-            .header("Contact")
-            .map(|c| message::uri_of(c).to_string())
-            .unwrap_or_else(|| format!("sip:{}", req.source));
+        let first_cseq = (self.random() % 10_000) as u32 + 1;
+        let dialog = Dialog::uas(&req, &local_tag, first_cseq);
         let record = CallRecord {
             time: now.wall,
             line: line.clone(),
@@ -176,78 +185,69 @@ impl Engine {
             caller_name,
             call_id: req.call_id.clone(),
             source: req.source,
-            action: action.kind().into(),
+            action: String::new(),
             why: why.clone(),
-            codec: media.as_ref().map(|m| m.codec.name()),
+            codec: None,
             answered_at: None,
             ended_at: None,
             hung_up_by: None,
             final_status: 0,
+            digits: String::new(),
+            audio: None,
             note: None,
         };
         info!(call_id = %req.call_id, %line, caller = %record.caller, %why, "incoming call");
-        let answer_after = match &action {
-            Action::Announce { answer_after, .. } => *answer_after,
-            _ => std::time::Duration::ZERO,
-        };
-        let call = Call {
-            dialog: Dialog {
-                call_id: req.call_id.clone(),
-                local_tag,
-                remote_tag: req.from_tag.clone().unwrap_or_default(),
-                local_uri: req.msg.header("To").unwrap_or_default().to_string(),
-                remote_uri: from,
-                remote_target,
-                route_set: req
-                    .msg
-                    .headers_named("Record-Route")
-                    .flat_map(message::split_list)
-                    .map(str::to_string)
-                    .collect(),
-                local_cseq: (self.random() % 10_000) as u32 + 1,
-                remote_cseq: req.cseq,
-            },
-            // Answered at once when answer_after is zero (see below).
-            phase: Phase::Ringing {
-                answer_at: now.at + answer_after,
-            },
-            invite_tx: key.clone(),
-            invite_cseq: req.cseq,
-            source: req.source,
-            action,
-            prompt,
-            rtp_port: port,
-            local_sdp,
-            media,
-            media_started: false,
-            bye_when_acked: None,
+        let mut call = Call::new(CallSetup {
             record,
-        };
+            plan,
+            prompt,
+            media,
+        });
+        call.start(now);
         self.stats.calls_total += 1;
-        let call_id = req.call_id.clone();
+        let call_key = self.next_call;
+        self.next_call += 1;
         if let Some(entry) = self.invite_txs.get_mut(&key) {
-            entry.call_id = Some(call_id.clone());
+            entry.call = Some(call_key);
         }
-        self.calls.insert(call_id.clone(), call);
-        // Keep the INVITE for building the later final response.
-        self.pending_invites.insert(call_id.clone(), req);
-        if answer_after.is_zero() {
-            self.answer(now, &call_id);
-        } else {
-            let tag = self.calls[&call_id].dialog.local_tag.clone();
-            let req = &self.pending_invites[&call_id];
-            let wire: Wire = self
-                .response(&req.msg, req.source, 180, "Ringing", Some(&tag))
-                .header("Contact", &self.contact(&line))
-                .build()
-                .into();
-            let to = req.source;
-            self.transmit(to, wire.clone());
-            if let Some(e) = self.invite_txs.get_mut(&key) {
-                e.tx.provisional(wire);
-            }
-            self.arm(TimerKey::Call(call_id), Some(now.at + answer_after));
+        self.call_by_dialog.insert(dialog.id.clone(), call_key);
+        self.call_by_call_id.insert(req.call_id.clone(), call_key);
+        self.call_by_port.insert(port, call_key);
+        self.calls.insert(
+            call_key,
+            CallEntry {
+                call,
+                dialog,
+                invite_tx: key,
+                invite_cseq: req.cseq,
+                source: req.source,
+                port,
+                connected: false,
+                sdp: LocalSdp {
+                    session_id,
+                    version: session_id,
+                    text: local_sdp,
+                },
+                offer_in_reinvite_answer: false,
+                line,
+                invite: Some(req),
+            },
+        );
+        self.drive(now, call_key);
+    }
+
+    /// The INVITE's SDP offer, if any; or the error status to refuse it with.
+    fn offer_of(&self, req: &Request) -> Result<Option<SessionDescription>, (u16, &'static str, String)> {
+        if req.msg.body.is_empty() {
+            return Ok(None);
         }
+        let ctype = req.msg.header("Content-Type").unwrap_or("application/sdp");
+        if !ctype.to_ascii_lowercase().starts_with("application/sdp") {
+            return Err((415, "Unsupported Media Type", format!("cannot read {ctype}")));
+        }
+        SessionDescription::parse(&req.msg.body)
+            .map(Some)
+            .map_err(|e| (400, "Bad Request", e.to_string()))
     }
 
     pub(super) fn contact(&self, line: &str) -> String {
@@ -257,93 +257,150 @@ impl Engine {
         )
     }
 
-    /// Send the 200 OK with our SDP and start media if we know where it goes.
-    pub(super) fn answer(&mut self, now: Now, call_id: &str) {
-        let Some(req) = self.pending_invites.remove(call_id) else {
-            return;
-        };
-        let Some(line) = self.calls.get(call_id).map(|c| c.record.line.clone()) else {
-            return;
-        };
-        let contact = self.contact(&line);
-        let Some(call) = self.calls.get_mut(call_id) else {
-            return;
-        };
-        call.phase = Phase::Answered;
-        call.record.answered_at = Some(now.wall);
-        let (tag, sdp, key) = (
-            call.dialog.local_tag.clone(),
-            call.local_sdp.clone(),
-            call.invite_tx.clone(),
+    /// Give a call an input, then carry out what it asks for.
+    pub(super) fn call_input(&mut self, now: Now, key: CallKey, input: CallInput) {
+        if let Some(entry) = self.calls.get_mut(&key) {
+            entry.call.handle_input(input, now);
+            self.drive(now, key);
+        }
+    }
+
+    /// Carry out a call's actions and arm its timer.
+    pub(super) fn drive(&mut self, now: Now, key: CallKey) {
+        while let Some(action) = self.calls.get_mut(&key).and_then(|e| e.call.poll_action()) {
+            match action {
+                CallAction::Ringing => self.send_ringing(key),
+                CallAction::Answer => self.send_answer(now, key),
+                CallAction::Refuse { status } => self.refuse_call(now, key, status),
+                CallAction::Play { media, repeat } => self.play(key, media, repeat),
+                CallAction::UpdateMedia(media) => {
+                    if let Some(entry) = self.calls.get(&key) {
+                        let port = entry.port;
+                        self.out.push_back(Output::Media(MediaCommand::Update {
+                            port,
+                            remote: media.remote,
+                            direction: media_direction(media.direction),
+                        }));
+                    }
+                }
+                CallAction::Hangup => self.send_bye(now, key),
+                CallAction::CloseMedia => {
+                    if let Some(entry) = self.calls.get(&key) {
+                        let port = entry.port;
+                        self.out.push_back(Output::Media(MediaCommand::Close { port }));
+                    }
+                }
+                CallAction::Ended(record) => {
+                    self.forget_call(key);
+                    self.out.push_back(Output::CallEnded(record));
+                    return;
+                }
+            }
+        }
+        if let Some(at) = self.calls.get(&key).and_then(|e| e.call.poll_timeout()) {
+            self.arm(TimerKey::Call(key), Some(at));
+        }
+    }
+
+    fn forget_call(&mut self, key: CallKey) {
+        if let Some(entry) = self.calls.remove(&key) {
+            self.call_by_dialog.remove(&entry.dialog.id);
+            if self.call_by_call_id.get(&entry.dialog.id.call_id) == Some(&key) {
+                self.call_by_call_id.remove(&entry.dialog.id.call_id);
+            }
+            // call_by_port stays until media reports the endpoint closed, so
+            // its figures still find the call's record if it is waiting.
+            if self.call_by_port.get(&entry.port) == Some(&key) && entry.call.record().audio.is_some() {
+                self.call_by_port.remove(&entry.port);
+            }
+        }
+    }
+
+    fn send_ringing(&mut self, key: CallKey) {
+        let Some(entry) = self.calls.get(&key) else { return };
+        let Some(req) = &entry.invite else { return };
+        let wire: Wire = self
+            .response(&req.msg, req.source, 180, "Ringing", Some(&entry.dialog.id.local_tag))
+            .header("Contact", &self.contact(&entry.line))
+            .build()
+            .into();
+        let (to, tx_key) = (req.source, entry.invite_tx.clone());
+        self.transmit(to, wire.clone());
+        if let Some(e) = self.invite_txs.get_mut(&tx_key) {
+            e.tx.provisional(wire);
+        }
+    }
+
+    /// The 200 OK with our SDP.
+    fn send_answer(&mut self, now: Now, key: CallKey) {
+        let Some(entry) = self.calls.get_mut(&key) else { return };
+        let Some(req) = entry.invite.take() else { return };
+        entry.dialog.confirm();
+        let (tag, line, body, tx_key) = (
+            entry.dialog.id.local_tag.clone(),
+            entry.line.clone(),
+            entry.sdp.text.clone().into_bytes(),
+            entry.invite_tx.clone(),
         );
         let wire: Wire = self
             .response(&req.msg, req.source, 200, "OK", Some(&tag))
-            .header("Contact", &contact)
+            .header("Contact", &self.contact(&line))
             .header("Allow", ALLOW)
             .header("Supported", SUPPORTED)
-            .body("application/sdp", sdp.into_bytes())
+            .body("application/sdp", body)
             .build()
             .into();
-        let to = req.source;
-        self.transmit(to, wire.clone());
-        if let Some(entry) = self.invite_txs.get_mut(&key) {
-            entry.tx.final_response(200, wire, now.at);
-            let at = entry.tx.poll_timeout();
-            self.arm(TimerKey::InviteTx(key), at);
-        }
-        self.start_media(call_id);
+        self.finish_invite_tx(now, &tx_key, req.source, 200, wire);
     }
 
-    pub(super) fn start_media(&mut self, call_id: &str) {
+    /// A final error response to the caller's INVITE.
+    fn refuse_call(&mut self, now: Now, key: CallKey, status: u16) {
+        let Some(entry) = self.calls.get_mut(&key) else { return };
+        let Some(req) = entry.invite.take() else { return };
+        let (tag, tx_key) = (entry.dialog.id.local_tag.clone(), entry.invite_tx.clone());
+        let mut b = self.response(&req.msg, req.source, status, message::reason_phrase(status), Some(&tag));
+        if status == 503 {
+            b = b.header("Retry-After", "30");
+        }
+        self.finish_invite_tx(now, &tx_key, req.source, status, b.build().into());
+    }
+
+    fn play(&mut self, key: CallKey, media: Negotiated, repeat: u32) {
         let (ssrc, seq, ts) = (self.random() as u32, self.random() as u16, self.random() as u32);
-        let Some(call) = self.calls.get_mut(call_id) else {
-            return;
-        };
-        let Some(media) = call.media.clone() else {
-            return;
-        };
-        if call.media_started {
-            return;
+        let rtp_timeout = self.cfg.rtp_timeout;
+        let Some(entry) = self.calls.get_mut(&key) else { return };
+        let port = entry.port;
+        if !entry.connected {
+            entry.connected = true;
+            let peer = Peer {
+                remote: media.remote,
+                signalling_source: entry.source.ip(),
+                codec: media.codec,
+                payload_type: media.payload_type,
+                telephone_event: media.telephone_event,
+                direction: media_direction(media.direction),
+                ssrc,
+                first_sequence: seq,
+                first_timestamp: ts,
+                rtp_timeout,
+            };
+            self.out.push_back(Output::Media(MediaCommand::Connect { port, peer }));
         }
-        call.media_started = true;
-        if !media.direction.we_send() {
-            // They asked us not to send (sendonly/inactive offer): nothing to
-            // play, so the call ends at once rather than sitting in silence.
-            debug!(call_id, "caller does not accept media; hanging up");
-            self.hang_up_soon.push(call_id.to_string());
-            return;
-        }
-        let Action::Announce { repeat, .. } = &call.action else {
-            return;
-        };
-        let prompt = &call.prompt;
-        let start = MediaStart {
-            call_id: call_id.to_string(),
-            port: call.rtp_port,
-            remote: media.remote,
-            signalling_source: call.source.ip(),
-            codec: media.codec,
-            payload_type: media.payload_type,
-            telephone_event: media.telephone_event,
-            audio: prompt.encoded(media.codec),
-            repeat: *repeat,
-            ssrc,
-            first_sequence: seq,
-            first_timestamp: ts,
-        };
-        self.out.push_back(Output::StartMedia(start));
+        let audio = entry.call.prompt().encoded(media.codec);
+        self.out
+            .push_back(Output::Media(MediaCommand::Play { port, audio, repeat }));
     }
 
-    pub(super) fn finish_invite_tx(&mut self, now: Now, key: &str, to: SocketAddr, code: u16, wire: Wire) {
+    pub(super) fn finish_invite_tx(&mut self, now: Now, key: &ServerTxKey, to: SocketAddr, code: u16, wire: Wire) {
         self.transmit(to, wire.clone());
         if let Some(entry) = self.invite_txs.get_mut(key) {
             entry.tx.final_response(code, wire, now.at);
             let at = entry.tx.poll_timeout();
-            self.arm(TimerKey::InviteTx(key.to_string()), at);
+            self.arm(TimerKey::InviteTx(key.clone()), at);
         }
     }
 
-    pub(super) fn reject_invite(&mut self, now: Now, req: &Request, key: &str, code: u16, reason: &str) {
+    pub(super) fn reject_invite(&mut self, now: Now, req: &Request, key: &ServerTxKey, code: u16, reason: &str) {
         let tag = self.token();
         let wire = self.response(&req.msg, req.source, code, reason, Some(&tag)).build();
         self.finish_invite_tx(now, key, req.source, code, wire.into());
@@ -353,7 +410,7 @@ impl Engine {
         &mut self,
         now: Now,
         req: &Request,
-        key: &str,
+        key: &ServerTxKey,
         code: u16,
         reason: &str,
         warning: &str,
@@ -366,47 +423,110 @@ impl Engine {
         self.finish_invite_tx(now, key, req.source, code, wire.into());
     }
 
-    /// A re-INVITE inside a dialog: a session refresh gets our same SDP back.
-    pub(super) fn on_reinvite(&mut self, now: Now, req: Request, key: String) {
-        let Some(call) = self.calls.get_mut(&req.call_id) else {
-            self.reject_invite(now, &req, &key, 481, "Call/Transaction Does Not Exist");
+    /// The call an in-dialog request belongs to, after the dialog's CSeq
+    /// check (§12.2.2). Answers 481 or 500 itself and returns `None` then.
+    fn in_dialog_call(&mut self, now: Now, req: &Request, key: Option<&ServerTxKey>) -> Option<CallKey> {
+        let call = DialogId::of_request(req).and_then(|d| self.call_by_dialog.get(&d).copied());
+        let verdict = call
+            .and_then(|c| self.calls.get_mut(&c))
+            .map(|e| e.dialog.check_request(req));
+        let (status, reason) = match verdict {
+            Some(InDialogVerdict::Accept { .. }) => return call,
+            Some(InDialogVerdict::OutOfOrder { .. }) => (500, "Server Internal Error"),
+            None => (481, "Call/Transaction Does Not Exist"),
+        };
+        let mut b = self.response(&req.msg, req.source, status, reason, None);
+        if status == 500 {
+            b = b.header("Retry-After", "1");
+        }
+        let wire: Wire = b.build().into();
+        match key {
+            Some(key) => self.finish_invite_tx(now, key, req.source, status, wire),
+            None => self.respond_non_invite(now, req, wire),
+        }
+        None
+    }
+
+    /// A re-INVITE inside a dialog: a session refresh, hold, resume or a new
+    /// media address (RFC 3264 §8). Our answer's `o=` version grows when it changed.
+    pub(super) fn on_reinvite(&mut self, now: Now, req: Request, key: ServerTxKey) {
+        let Some(call_key) = self.in_dialog_call(now, &req, Some(&key)) else {
             return;
         };
-        if req.to_tag.as_deref() != Some(call.dialog.local_tag.as_str()) || call.phase != Phase::Answered {
-            self.reject_invite(now, &req, &key, 481, "Call/Transaction Does Not Exist");
-            return;
-        }
-        if req.cseq <= call.dialog.remote_cseq {
+        if self.calls[&call_key].call.phase() != Phase::Answered {
+            // Before our 2xx, or while hanging up: not a time for a new offer.
             let wire = self
-                .response(&req.msg, req.source, 500, "Server Internal Error", None)
-                .header("Retry-After", "1")
+                .response(&req.msg, req.source, 491, "Request Pending", None)
                 .build();
-            self.finish_invite_tx(now, &key, req.source, 500, wire.into());
+            self.finish_invite_tx(now, &key, req.source, 491, wire.into());
             return;
         }
-        call.dialog.remote_cseq = req.cseq;
-        call.invite_tx = key.clone();
-        call.invite_cseq = req.cseq;
-        if let Some(target) = req.msg.header("Contact") {
-            call.dialog.remote_target = message::uri_of(target).to_string();
-        }
-        let (line, local_sdp) = (call.record.line.clone(), call.local_sdp.clone());
-        let contact = self.contact(&line);
+        let offer = match self.offer_of(&req) {
+            Ok(offer) => offer,
+            Err((code, reason, warning)) => {
+                let wire = self
+                    .response(&req.msg, req.source, code, reason, None)
+                    .header("Warning", &format!("399 denwa \"{}\"", warning.replace('"', "'")))
+                    .build();
+                self.finish_invite_tx(now, &key, req.source, code, wire.into());
+                return;
+            }
+        };
+        let changed = match offer {
+            Some(offer) => match self.answer_again(call_key, &offer) {
+                Ok(media) => Some(media),
+                Err(e) => {
+                    let (code, reason) = sdp_error_status(&e);
+                    let wire = self
+                        .response(&req.msg, req.source, code, reason, None)
+                        .header("Warning", &format!("399 denwa \"{}\"", e.to_string().replace('"', "'")))
+                        .build();
+                    self.finish_invite_tx(now, &key, req.source, code, wire.into());
+                    return;
+                }
+            },
+            None => None,
+        };
+        let contact = self.contact(&self.calls[&call_key].line);
+        let entry = self.calls.get_mut(&call_key).expect("checked above");
+        // No offer: ours goes in the 2xx and the answer comes in the ACK.
+        entry.offer_in_reinvite_answer = changed.is_none() && req.msg.body.is_empty();
+        entry.invite_tx = key.clone();
+        entry.invite_cseq = req.cseq;
+        let body = entry.sdp.text.clone().into_bytes();
         let wire = self
             .response(&req.msg, req.source, 200, "OK", None)
             .header("Contact", &contact)
             .header("Allow", ALLOW)
-            .body("application/sdp", local_sdp.into_bytes())
+            .body("application/sdp", body)
             .build();
         if let Some(e) = self.invite_txs.get_mut(&key) {
-            e.call_id = Some(req.call_id.clone());
+            e.call = Some(call_key);
         }
         self.finish_invite_tx(now, &key, req.source, 200, wire.into());
+        if let Some(media) = changed {
+            self.call_input(now, call_key, CallInput::MediaChanged(media));
+        }
+    }
+
+    /// Answer a new offer in an existing session, keeping our port.
+    fn answer_again(&mut self, key: CallKey, offer: &SessionDescription) -> Result<Negotiated, SdpError> {
+        let advertise = self.cfg.advertise;
+        let entry = self.calls.get_mut(&key).expect("caller checked");
+        let sdp = &mut entry.sdp;
+        let (media, text) = sdp::answer_with_version(offer, advertise, entry.port, sdp.session_id, sdp.version)?;
+        if sdp::without_origin(&text) == sdp::without_origin(&sdp.text) {
+            return Ok(media);
+        }
+        sdp.version += 1;
+        let (media, text) = sdp::answer_with_version(offer, advertise, entry.port, sdp.session_id, sdp.version)?;
+        sdp.text = text;
+        Ok(media)
     }
 
     pub(super) fn on_ack(&mut self, now: Now, req: Request) {
-        // ACK for a non-2xx final: same branch as the INVITE (§17.2.1).
-        let key = Self::tx_key(&req);
+        // ACK for a non-2xx final: same transaction as the INVITE (§17.2.1).
+        let key = ServerTxKey::of(&req);
         if let Some(entry) = self.invite_txs.get_mut(&key)
             && entry.tx.state == InviteState::Completed
         {
@@ -416,276 +536,154 @@ impl Engine {
             return;
         }
         // ACK for our 2xx: a new transaction inside the dialog (§13.2.2.4).
-        let Some(call) = self.calls.get_mut(&req.call_id) else {
+        let Some(call_key) = DialogId::of_request(&req).and_then(|d| self.call_by_dialog.get(&d).copied()) else {
             debug!(call_id = %req.call_id, "ACK for no call: ignored");
             return;
         };
-        if req.cseq != call.invite_cseq || req.to_tag.as_deref() != Some(call.dialog.local_tag.as_str()) {
+        let entry = self.calls.get_mut(&call_key).expect("indexed");
+        if req.cseq != entry.invite_cseq {
             debug!(call_id = %req.call_id, "ACK does not match the INVITE: ignored");
             return;
         }
-        let tx_key = call.invite_tx.clone();
-        let needs_answer = call.media.is_none();
-        if let Some(entry) = self.invite_txs.get_mut(&tx_key) {
-            if entry.tx.is_acked() {
-                return;
+        let tx_key = entry.invite_tx.clone();
+        let wants_answer = entry.call.media().is_none() || entry.offer_in_reinvite_answer;
+        entry.offer_in_reinvite_answer = false;
+        if let Some(tx) = self.invite_txs.get_mut(&tx_key) {
+            if tx.tx.is_acked() {
+                return; // a retransmitted ACK
             }
-            entry.tx.on_ack(now.at);
+            tx.tx.on_ack(now.at);
         }
-        if let Some(note) = self.calls.get_mut(&req.call_id).and_then(|c| c.bye_when_acked.take()) {
-            self.send_bye(now, &req.call_id, note);
-            return;
-        }
-        if needs_answer {
-            let negotiated = SessionDescription::parse(&req.msg.body)
+        let input = if wants_answer && !req.msg.body.is_empty() || self.calls[&call_key].call.media().is_none() {
+            let answer = SessionDescription::parse(&req.msg.body)
                 .map_err(|e| e.to_string())
                 .and_then(|sd| sdp::accept_answer(&sd).map_err(|e| e.to_string()));
-            match negotiated {
-                Ok(n) => {
-                    if let Some(call) = self.calls.get_mut(&req.call_id) {
-                        call.record.codec = Some(n.codec.name());
-                        call.media = Some(n);
+            if self.calls[&call_key].call.media().is_none() {
+                CallInput::AnswerInAck(answer)
+            } else {
+                // The answer to the offer in our re-INVITE 2xx.
+                match answer {
+                    Ok(media) => {
+                        self.call_input(now, call_key, CallInput::Acked);
+                        CallInput::MediaChanged(media)
                     }
-                    self.start_media(&req.call_id);
-                }
-                Err(e) => {
-                    info!(call_id = %req.call_id, error = %e, "ACK carried no usable SDP answer; hanging up");
-                    self.send_bye(now, &req.call_id, Some(format!("bad SDP answer in ACK: {e}")));
+                    Err(_) => CallInput::Acked,
                 }
             }
-        }
-        self.flush_hangups(now);
+        } else {
+            CallInput::Acked
+        };
+        self.call_input(now, call_key, input);
     }
 
     pub(super) fn on_cancel(&mut self, now: Now, req: Request) {
-        let key = Self::tx_key(&req);
-        let Some(entry) = self.invite_txs.get(&key) else {
+        let invite_key = ServerTxKey::of(&req).cancel_target();
+        let Some(entry) = invite_key.as_ref().and_then(|k| self.invite_txs.get(k)) else {
             self.simple_non_invite(now, &req, 481, "Call/Transaction Does Not Exist");
             return;
         };
-        let call_id = entry.call_id.clone();
-        let pending = entry.tx.state == InviteState::Proceeding;
+        let (call, pending) = (entry.call, entry.tx.state == InviteState::Proceeding);
         self.simple_non_invite(now, &req, 200, "OK");
-        if !pending {
-            return;
+        if let Some(call) = call.filter(|_| pending) {
+            info!(call_id = %req.call_id, "caller cancelled before answer");
+            self.call_input(now, call, CallInput::CallerCancelled);
         }
-        // Answer the INVITE with 487 (§9.2), using the same To tag as any 180.
-        let Some(call_id) = call_id else { return };
-        let Some(invite) = self.pending_invites.remove(&call_id) else {
-            return;
-        };
-        let tag = self.calls.get(&call_id).map(|c| c.dialog.local_tag.clone());
-        let wire = self
-            .response(&invite.msg, invite.source, 487, "Request Terminated", tag.as_deref())
-            .build();
-        self.finish_invite_tx(now, &key, invite.source, 487, wire.into());
-        info!(call_id = %call_id, "caller cancelled before answer");
-        self.end_call(now, &call_id, Some(HungUpBy::Caller), 487, None);
     }
 
     pub(super) fn on_bye(&mut self, now: Now, req: Request) {
-        let matches = self.calls.get(&req.call_id).is_some_and(|c| {
-            req.to_tag.as_deref() == Some(c.dialog.local_tag.as_str())
-                && req.from_tag.as_deref().unwrap_or("") == c.dialog.remote_tag
-        });
-        if !matches {
-            self.simple_non_invite(now, &req, 481, "Call/Transaction Does Not Exist");
-            return;
-        }
-        self.simple_non_invite(now, &req, 200, "OK");
-        let call = &self.calls[&req.call_id];
-        let status = if call.record.answered_at.is_some() { 200 } else { 487 };
-        if let Some(invite) = self.pending_invites.remove(&req.call_id) {
-            // BYE during ringing (some UAs do it instead of CANCEL).
-            let tag = call.dialog.local_tag.clone();
-            let key = call.invite_tx.clone();
-            let wire = self
-                .response(&invite.msg, invite.source, 487, "Request Terminated", Some(&tag))
-                .build();
-            self.finish_invite_tx(now, &key, invite.source, 487, wire.into());
-        }
-        info!(call_id = %req.call_id, "caller hung up");
-        self.end_call(now, &req.call_id, Some(HungUpBy::Caller), status, None);
-    }
-
-    /// UPDATE inside a dialog (RFC 3311): a session refresh, with or without
-    /// an offer; we keep our media as it is and answer with our SDP.
-    pub(super) fn on_update(&mut self, now: Now, req: Request) {
-        let Some(call) = self.calls.get(&req.call_id) else {
+        let Some(call) = self.in_dialog_call(now, &req, None) else {
             return;
         };
-        if req.to_tag.as_deref() != Some(call.dialog.local_tag.as_str()) {
-            self.simple_non_invite(now, &req, 481, "Call/Transaction Does Not Exist");
+        self.simple_non_invite(now, &req, 200, "OK");
+        info!(call_id = %req.call_id, "caller hung up");
+        self.call_input(now, call, CallInput::CallerHungUp);
+    }
+
+    /// UPDATE inside a dialog (RFC 3311): a session refresh, or a new offer
+    /// (hold, resume, new address) answered like a re-INVITE's.
+    pub(super) fn on_update(&mut self, now: Now, req: Request) {
+        let Some(call_key) = self.in_dialog_call(now, &req, None) else {
             return;
-        }
+        };
+        let contact = self.contact(&self.calls[&call_key].line);
         let mut b = self
             .response(&req.msg, req.source, 200, "OK", None)
-            .header("Contact", &self.contact(&call.record.line));
+            .header("Contact", &contact);
+        let mut changed = None;
         if !req.msg.body.is_empty() {
-            b = b.body("application/sdp", call.local_sdp.clone().into_bytes());
+            let answered = self.offer_of(&req).and_then(|offer| {
+                let offer = offer.expect("the body is not empty");
+                self.answer_again(call_key, &offer).map_err(|e| {
+                    let (code, reason) = sdp_error_status(&e);
+                    (code, reason, e.to_string())
+                })
+            });
+            match answered {
+                Ok(media) => {
+                    changed = Some(media);
+                    b = b.body("application/sdp", self.calls[&call_key].sdp.text.clone().into_bytes());
+                }
+                Err((code, reason, warning)) => {
+                    let wire = self
+                        .response(&req.msg, req.source, code, reason, None)
+                        .header("Warning", &format!("399 denwa \"{}\"", warning.replace('"', "'")))
+                        .build();
+                    self.respond_non_invite(now, &req, wire.into());
+                    return;
+                }
+            }
         }
         self.respond_non_invite(now, &req, b.build().into());
+        if let Some(media) = changed {
+            self.call_input(now, call_key, CallInput::MediaChanged(media));
+        }
     }
 
-    /// The prompt finished playing on the call that holds this RTP port: hang up.
+    /// The prompt finished playing on the call that holds this RTP port.
     pub fn handle_media_finished(&mut self, now: Now, port: u16) {
-        let call_id = self
-            .calls
-            .values()
-            .find(|c| c.rtp_port == port && c.phase == Phase::Answered)
-            .map(|c| c.dialog.call_id.clone());
-        if let Some(call_id) = call_id {
-            self.send_bye(now, &call_id, None);
-        }
-    }
-
-    pub(super) fn flush_hangups(&mut self, now: Now) {
-        while let Some(call_id) = self.hang_up_soon.pop() {
-            self.send_bye(now, &call_id, Some("caller accepts no audio from us".into()));
-        }
+        self.handle_media_event(now, MediaEvent::PlayFinished { port });
     }
 
     /// Shutdown: hang up every answered call, refuse every unanswered one.
     pub fn hang_up_all(&mut self, now: Now) {
-        let ids: Vec<String> = self.calls.keys().cloned().collect();
-        for id in ids {
-            if let Some(invite) = self.pending_invites.remove(&id) {
-                let call = &self.calls[&id];
-                let (key, tag) = (call.invite_tx.clone(), call.dialog.local_tag.clone());
-                let wire = self
-                    .response(&invite.msg, invite.source, 503, "Service Unavailable", Some(&tag))
-                    .header("Retry-After", "30")
-                    .build();
-                self.finish_invite_tx(now, &key, invite.source, 503, wire.into());
-                self.end_call(now, &id, Some(HungUpBy::Denwa), 503, None);
-            } else {
-                self.send_bye(now, &id, Some("denwa shut down".into()));
-            }
+        let keys: Vec<CallKey> = self.calls.keys().copied().collect();
+        for key in keys {
+            self.call_input(now, key, CallInput::Shutdown);
         }
     }
 
-    /// The very end of a shutdown: every call still open (its BYE unanswered)
-    /// gets its record now, so the call log misses none.
+    /// The very end of a shutdown: every call still open (its BYE unanswered,
+    /// its media figures not back) gets its record now, so the call log misses none.
     pub fn end_remaining_calls(&mut self, now: Now) {
-        let ids: Vec<String> = self.calls.keys().cloned().collect();
-        for id in ids {
-            if let Some(call) = self.calls.get_mut(&id) {
-                call.record.note.get_or_insert_with(|| "denwa shut down".into());
+        let keys: Vec<CallKey> = self.calls.keys().copied().collect();
+        for key in keys {
+            if let Some(entry) = self.calls.get_mut(&key) {
+                entry.call.abandon(now, "denwa shut down");
+                self.drive(now, key);
             }
-            let ended = self.calls.get(&id).and_then(|c| c.record.ended_at);
-            self.end_call(now, &id, None, 200, ended);
         }
     }
 
-    /// Where an in-dialog request goes: the first loose route, else the remote target.
-    pub(super) fn in_dialog_destination(dialog: &Dialog, fallback: SocketAddr) -> SocketAddr {
-        let uri = match dialog.route_set.first() {
-            Some(route) if message::has_param(message::uri_of(route), "lr") => message::uri_of(route),
-            _ => dialog.remote_target.as_str(),
-        };
-        host_port(uri).unwrap_or(fallback)
-    }
-
-    pub(super) fn send_bye(&mut self, now: Now, call_id: &str, note: Option<String>) {
-        let branch = format!("z9hG4bK{}", self.token());
-        let Some(call) = self.calls.get_mut(call_id) else {
-            return;
-        };
-        if call.phase == Phase::HangingUp {
-            return;
-        }
-        // No BYE on a confirmed dialog before the ACK for our 2xx (RFC 3261
-        // §15): remember it and hang up when the ACK comes (or never comes).
-        let unacked = self
-            .invite_txs
-            .get(&call.invite_tx)
-            .is_some_and(|e| e.tx.state == InviteState::Accepted && !e.tx.is_acked());
-        if unacked {
-            if call.bye_when_acked.is_none() {
-                call.bye_when_acked = Some(note);
-            }
-            return;
-        }
-        call.phase = Phase::HangingUp;
-        call.record.note = note;
-        call.record.hung_up_by = Some(HungUpBy::Denwa);
-        call.record.ended_at = Some(now.wall);
-        call.dialog.local_cseq += 1;
-        let d = &call.dialog;
-        let mut text = format!(
-            "BYE {target} SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch={branch};rport\r\nMax-Forwards: 70\r\n",
-            target = d.remote_target,
-            via = SocketAddr::new(self.cfg.advertise, self.cfg.sip_port),
-        );
-        // A strict-routing first hop would need the RFC 3261 §12.2.1.1 rewrite;
-        // every current peer loose-routes, so routes are copied as they are.
-        for route in &d.route_set {
-            text.push_str(&format!("Route: {route}\r\n"));
-        }
-        let to = &d.remote_uri;
-        let from = if message::param(d.local_uri.rsplit('>').next().unwrap_or(""), "tag").is_some() {
-            d.local_uri.clone()
-        } else {
-            format!("{};tag={}", d.local_uri, d.local_tag)
-        };
-        text.push_str(&format!(
-            "From: {from}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {} BYE\r\nUser-Agent: {}\r\nContent-Length: 0\r\n\r\n",
-            d.call_id, d.local_cseq, self.cfg.user_agent
-        ));
-        let dest = Self::in_dialog_destination(d, call.source);
-        let port = call.rtp_port;
-        let wire: Wire = text.into_bytes().into();
-        debug!(%call_id, "hanging up");
-        self.out.push_back(Output::StopMedia { port });
-        self.send_request(now, branch, wire, dest, TxOwner::Call(call_id.to_string()));
-    }
-
-    /// Our BYE is answered (or timed out): the call is over.
-    pub(super) fn finish_hangup(&mut self, now: Now, call_id: &str) {
-        if self.calls.get(call_id).is_some_and(|c| c.phase == Phase::HangingUp) {
-            let ended = self.calls[call_id].record.ended_at;
-            self.end_call(now, call_id, None, 200, ended);
-        }
-    }
-
-    pub(super) fn end_call(
-        &mut self,
-        now: Now,
-        call_id: &str,
-        by: Option<HungUpBy>,
-        status: u16,
-        ended_at: Option<Timestamp>,
-    ) {
-        let Some(mut call) = self.calls.remove(call_id) else {
-            return;
-        };
-        self.pending_invites.remove(call_id);
-        if let Some(by) = by {
-            call.record.hung_up_by = Some(by);
-        }
-        call.record.ended_at = Some(ended_at.unwrap_or(now.wall));
-        call.record.final_status = status;
-        if call.phase != Phase::HangingUp {
-            self.out.push_back(Output::StopMedia { port: call.rtp_port });
-        }
-        self.ports.release(call.rtp_port);
-        self.out.push_back(Output::CallEnded(call.record));
+    /// BYE to the caller (the call only asks once the ACK is in, RFC 3261 §15).
+    fn send_bye(&mut self, now: Now, key: CallKey) {
+        let branch = branch_from(self.random());
+        let sent_by = SocketAddr::new(self.cfg.advertise, self.cfg.sip_port).to_string();
+        let user_agent = self.cfg.user_agent.clone();
+        let Some(entry) = self.calls.get_mut(&key) else { return };
+        let request = RequestBuilder::in_dialog(&mut entry.dialog, Method::Bye)
+            .header("User-Agent", &user_agent)
+            .build(&sent_by, &branch);
+        let dest = request.destination().unwrap_or(entry.source);
+        debug!(call_id = %entry.dialog.id.call_id, "hanging up");
+        self.send_request(now, request.branch, request.wire, dest, TxOwner::Call(key));
     }
 }
 
-/// `sip:user@1.2.3.4:5070;transport=udp` → 1.2.3.4:5070 (IP literals only;
-/// a host name means we fall back to where the request came from).
-fn host_port(uri: &str) -> Option<SocketAddr> {
-    let rest = uri.split_once(':')?.1;
-    let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-    let hostport = hostport.split([';', '?']).next()?;
-    if let Some(v6) = hostport.strip_prefix('[') {
-        let (ip, port) = v6.split_once(']')?;
-        let port = port.strip_prefix(':').map_or(Some(5060), |p| p.parse().ok())?;
-        return Some(SocketAddr::new(ip.parse().ok()?, port));
+/// The status for an offer we cannot answer.
+fn sdp_error_status(e: &SdpError) -> (u16, &'static str) {
+    if matches!(e, SdpError::NotAcceptable(_)) {
+        (488, "Not Acceptable Here")
+    } else {
+        (400, "Bad Request")
     }
-    let (host, port) = hostport
-        .split_once(':')
-        .map_or((hostport, Some(5060)), |(h, p)| (h, p.parse().ok()));
-    Some(SocketAddr::new(host.parse().ok()?, port?))
 }

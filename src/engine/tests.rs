@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
+use crate::call::HungUpBy;
 use crate::codec::Codec;
 use crate::media::prompt::Prompt;
 use crate::policy::{NumberPolicy, Rule, When};
@@ -16,12 +17,11 @@ impl PortAllocator for FakePorts {
         self.0 += 2;
         Some(self.0)
     }
-    fn release(&mut self, _: u16) {}
 }
 
-const CALLER: &str = "127.0.0.1:5070";
+pub(super) const CALLER: &str = "127.0.0.1:5070";
 
-fn engine(answer_after: Duration) -> (Engine, Now) {
+pub(super) fn engine(answer_after: Duration) -> (Engine, Now) {
     engine_matching(answer_after, crate::policy::MatchOn::default())
 }
 
@@ -64,6 +64,7 @@ fn engine_matching(answer_after: Duration, match_on: crate::policy::MatchOn) -> 
         trusted: vec![IpRange::parse("127.0.0.0/8").unwrap()],
         keepalive: Duration::from_secs(30),
         keepalive_method: crate::config::KeepAlive::Crlf,
+        rtp_timeout: Duration::from_secs(60),
     };
     let now = Now {
         at: Instant::now(),
@@ -75,16 +76,16 @@ fn engine_matching(answer_after: Duration, match_on: crate::policy::MatchOn) -> 
     )
 }
 
-fn later(now: Now, d: Duration) -> Now {
+pub(super) fn later(now: Now, d: Duration) -> Now {
     Now {
         at: now.at + d,
         wall: now.wall + jiff::SignedDuration::try_from(d).unwrap(),
     }
 }
 
-const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+pub(super) const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
 
-fn invite(user: &str, call_id: &str, branch: &str, sdp: &str) -> String {
+pub(super) fn invite(user: &str, call_id: &str, branch: &str, sdp: &str) -> String {
     let ctype = if sdp.is_empty() {
         ""
     } else {
@@ -98,7 +99,7 @@ Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@127.0.0.1:5070>\r\n
     )
 }
 
-fn in_dialog(method: &str, call_id: &str, branch: &str, to_tag: &str, cseq: u32, body: &str) -> String {
+pub(super) fn in_dialog(method: &str, call_id: &str, branch: &str, to_tag: &str, cseq: u32, body: &str) -> String {
     format!(
         "{method} sip:public@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch={branch}\r\n\
 From: <sip:0901234567@127.0.0.1>;tag=from1\r\nTo: <sip:public@127.0.0.1>;tag={to_tag}\r\n\
@@ -107,32 +108,61 @@ Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContent-Length: {}\r\n\r\n{body}"
     )
 }
 
-fn send(e: &mut Engine, now: Now, text: &str) {
+pub(super) fn send(e: &mut Engine, now: Now, text: &str) {
     e.handle_datagram(now, CALLER.parse().unwrap(), text.as_bytes());
 }
 
-/// Drain outputs: (SIP texts sent, media starts, media stops, records).
-fn outputs(e: &mut Engine) -> (Vec<String>, Vec<MediaStart>, Vec<u16>, Vec<CallRecord>) {
+/// A media endpoint as the engine connected it.
+pub(super) struct Started {
+    pub(super) remote: SocketAddr,
+    pub(super) codec: Codec,
+}
+
+/// Drain outputs: (SIP texts sent, media connects, media closes, records).
+/// A closed endpoint is reported back at once, as the media thread does.
+pub(super) fn outputs(e: &mut Engine) -> (Vec<String>, Vec<Started>, Vec<u16>, Vec<CallRecord>) {
     let (mut sip, mut starts, mut stops, mut records) = (vec![], vec![], vec![], vec![]);
-    while let Some(o) = e.poll_output() {
-        match o {
-            Output::Transmit { to, data } => {
-                assert_eq!(to, CALLER.parse().unwrap(), "everything goes back to the caller here");
-                sip.push(String::from_utf8(data.to_vec()).unwrap());
+    let mut closed = Vec::new();
+    loop {
+        while let Some(o) = e.poll_output() {
+            match o {
+                Output::Transmit { to, data } => {
+                    assert_eq!(to, CALLER.parse().unwrap(), "everything goes back to the caller here");
+                    sip.push(String::from_utf8(data.to_vec()).unwrap());
+                }
+                Output::Media(MediaCommand::Connect { peer, .. }) => starts.push(Started {
+                    remote: peer.remote,
+                    codec: peer.codec,
+                }),
+                Output::Media(MediaCommand::Close { port }) => {
+                    stops.push(port);
+                    closed.push(port);
+                }
+                Output::Media(_) => {}
+                Output::CallEnded(r) => records.push(*r),
             }
-            Output::StartMedia(m) => starts.push(m),
-            Output::StopMedia { port } => stops.push(port),
-            Output::CallEnded(r) => records.push(r),
         }
+        let Some(port) = closed.pop() else { break };
+        let now = Now {
+            at: Instant::now(),
+            wall: "2026-11-23T01:00:00Z".parse().unwrap(),
+        };
+        e.handle_media_event(
+            now,
+            MediaEvent::Closed {
+                port,
+                stats: Default::default(),
+            },
+        );
     }
     (sip, starts, stops, records)
 }
 
-fn status(msg: &str) -> u16 {
+pub(super) fn status(msg: &str) -> u16 {
     msg[8..11].parse().unwrap()
 }
 
-fn to_tag(msg: &str) -> String {
+pub(super) fn to_tag(msg: &str) -> String {
     let to = msg.lines().find(|l| l.starts_with("To:")).unwrap();
     to.split("tag=").nth(1).unwrap().trim().to_string()
 }
