@@ -40,10 +40,6 @@ impl PortAllocator for MediaPorts {
     }
 }
 
-/// How long a caller may send no RTP (after having sent some, not on hold)
-/// before denwa hangs up.
-const RTP_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// Appends one JSON line per call on its own thread, so a slow disk never
 /// stalls SIP. Each line is written whole and flushed.
 struct CallLog {
@@ -133,7 +129,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             trusted: settings.trusted.clone(),
             keepalive: settings.keepalive,
             keepalive_method: settings.keepalive_method,
-            rtp_timeout: RTP_TIMEOUT,
+            rtp_timeout: settings.rtp_timeout,
         },
         config.policy.clone(),
         config.prompts.clone(),

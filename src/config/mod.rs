@@ -25,6 +25,8 @@ struct File {
     prompts: PromptsSection,
     #[serde(default)]
     records: RecordsSection,
+    #[serde(default)]
+    media: MediaSection,
     provider: Option<ProviderSection>,
     #[serde(default)]
     numbers: BTreeMap<String, Spanned<NumberSection>>,
@@ -48,6 +50,13 @@ struct SipSection {
     max_message_bytes: Option<Spanned<usize>>,
     /// Besides the provider, who may deliver calls (addresses or CIDR ranges).
     trusted_sources: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MediaSection {
+    /// A caller whose RTP stops for this long (after it started, not on hold) is hung up.
+    rtp_timeout: Option<Spanned<String>>,
 }
 
 /// The SIP provider the shop's numbers are registered with.
@@ -147,6 +156,8 @@ pub struct Settings {
     /// Keep-alive interval towards each registrar (zero: off).
     pub keepalive: Duration,
     pub keepalive_method: KeepAlive,
+    /// No RTP from a caller for this long ends the call (zero: never).
+    pub rtp_timeout: Duration,
 }
 
 /// How denwa keeps the path to the provider open and checks it.
@@ -619,6 +630,21 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
         );
     }
 
+    let rtp_timeout = match &file.media.rtp_timeout {
+        None => Duration::from_secs(60),
+        Some(t) => match parse_duration(t.get_ref()) {
+            Ok(d) if d.is_zero() || d >= Duration::from_secs(1) => d,
+            Ok(_) => {
+                ck.error(&t.span(), "media.rtp_timeout", "at least 1s (or \"0s\" for never)");
+                Duration::ZERO
+            }
+            Err(e) => {
+                ck.error(&t.span(), "media.rtp_timeout", e);
+                Duration::ZERO
+            }
+        },
+    };
+
     if !ck.errors.is_empty() {
         ck.errors.sort_by_key(|e| e.line);
         return Err(ConfigErrors(ck.errors));
@@ -638,6 +664,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
             registrations,
             keepalive,
             keepalive_method,
+            rtp_timeout,
         },
         policy: Arc::new(Policy {
             shop_name: file.shop.name.clone().unwrap_or_else(|| "shop".into()),
