@@ -465,3 +465,34 @@ fn a_channel_removed_from_the_config_fails_for_good() {
     assert_eq!(row.state, DeliveryState::Failed);
     assert!(row.last_error.as_ref().unwrap().contains("no longer"));
 }
+
+#[test]
+fn worker_wakes_for_a_new_message_and_takes_a_reload() {
+    let (dir, store) = store_with_message("worker-wake", &[], jiff::Timestamp::now());
+    // First config: a channel that does not exist yet; nothing to deliver.
+    let worker = super::worker::NotifyWorker::spawn(&dir, NotifyConfig::default()).unwrap();
+    let out = dir.join("ran.txt");
+    let config = NotifyConfig {
+        channels: vec![ChannelConfig {
+            name: "script".into(),
+            lines: vec![],
+            kind: ChannelKind::Command {
+                program: "/bin/sh".into(),
+                args: vec!["-c".into(), format!("echo \"$DENWA_VM_ID\" > {}", out.display())],
+                timeout_secs: 10,
+            },
+        }],
+        ..NotifyConfig::default()
+    };
+    worker.reload(config.clone());
+    let m = message("vm-2", SHOP, "2025-03-01T06:00:00Z");
+    write_test_wav(&store.file_path(&m));
+    store_and_enqueue(&store, &m, &config.channels_for(SHOP), jiff::Timestamp::now()).unwrap();
+    worker.wake();
+    let deadline = std::time::Instant::now() + secs(20);
+    while !out.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    worker.stop();
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "vm-2\n");
+}

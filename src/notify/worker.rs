@@ -3,7 +3,9 @@
 //! timeout, and the worker must keep working when the async shell is busy
 //! or shutting down. It sleeps until the next delivery is due or it is woken.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -89,12 +91,13 @@ fn log(delivery: &Delivery, attempt: &Attempt, outcome: &Outcome) {
 enum Command {
     Wake,
     Reload(Box<NotifyConfig>),
-    Stop,
 }
 
 /// The running worker. Dropping it stops the thread after the current attempt.
 pub struct NotifyWorker {
     tx: Sender<Command>,
+    /// Checked between attempts, so stopping need not wait for the queue.
+    stopping: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -105,11 +108,14 @@ impl NotifyWorker {
         let store = VoicemailStore::open(dir)?;
         let queue = Queue::open(dir, config.retry)?;
         let (tx, rx) = mpsc::channel();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stop_flag = Arc::clone(&stopping);
         let handle = std::thread::Builder::new()
             .name("notify".into())
-            .spawn(move || worker_loop(queue, store, config, rx))?;
+            .spawn(move || worker_loop(queue, store, config, rx, &stop_flag))?;
         Ok(NotifyWorker {
             tx,
+            stopping,
             handle: Some(handle),
         })
     }
@@ -130,7 +136,8 @@ impl NotifyWorker {
     }
 
     fn shutdown(&mut self) {
-        let _ = self.tx.send(Command::Stop);
+        self.stopping.store(true, Ordering::Relaxed);
+        let _ = self.tx.send(Command::Wake);
         if let Some(handle) = self.handle.take() {
             let _ = handle.join();
         }
@@ -143,55 +150,34 @@ impl Drop for NotifyWorker {
     }
 }
 
-fn worker_loop(mut queue: Queue, store: VoicemailStore, mut config: NotifyConfig, rx: Receiver<Command>) {
+fn worker_loop(
+    mut queue: Queue,
+    store: VoicemailStore,
+    mut config: NotifyConfig,
+    rx: Receiver<Command>,
+    stopping: &AtomicBool,
+) {
     let clock = jiff::Timestamp::now;
-    let stopping = std::cell::Cell::new(false);
-    let pending_commands = std::cell::RefCell::new(Vec::new());
-    loop {
-        let check_stop = || {
-            while let Ok(cmd) = rx.try_recv() {
-                if matches!(cmd, Command::Stop) {
-                    stopping.set(true);
-                } else {
-                    pending_commands.borrow_mut().push(cmd);
-                }
-            }
-            stopping.get()
-        };
-        if let Err(e) = run_due(&queue, &store, &config, &clock, &check_stop) {
+    let stop = || stopping.load(Ordering::Relaxed);
+    while !stop() {
+        if let Err(e) = run_due(&queue, &store, &config, &clock, &stop) {
             tracing::error!(error = %e, "voicemail notification queue: database error");
-        }
-        if stopping.get() {
-            return;
         }
         let wait = match queue.next_wakeup() {
             Ok(Some(at)) => Duration::try_from(at.duration_since(clock())).unwrap_or(Duration::ZERO),
-            Ok(None) => MAX_SLEEP,
-            Err(_) => MAX_SLEEP,
-        }
-        .min(MAX_SLEEP);
-        let mut commands: Vec<Command> = pending_commands.borrow_mut().drain(..).collect();
-        if commands.is_empty() {
-            match rx.recv_timeout(wait) {
-                Ok(cmd) => commands.push(cmd),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
+            Ok(None) | Err(_) => MAX_SLEEP,
+        };
+        let mut next = match rx.recv_timeout(wait.min(MAX_SLEEP)) {
+            Ok(cmd) => Some(cmd),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        while let Some(cmd) = next {
+            if let Command::Reload(new) = cmd {
+                queue.set_retry(new.retry);
+                config = *new;
             }
-        }
-        for cmd in commands {
-            match cmd {
-                Command::Wake => {}
-                Command::Reload(new) => {
-                    queue.set_retry(new.retry);
-                    config = *new;
-                }
-                Command::Stop => return,
-            }
+            next = rx.try_recv().ok();
         }
     }
-}
-
-/// Where the database of a voicemail directory is (for tools and tests).
-pub fn database_path(dir: &Path) -> PathBuf {
-    dir.join(crate::records::db::DB_FILE)
 }

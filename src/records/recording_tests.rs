@@ -245,3 +245,48 @@ fn disk_full_child() {
     assert_eq!(done.samples, (FILE_SIZE_LIMIT - 44) / 2);
     assert_eq!(done.path, Some(dir.join("vm-full.wav")));
 }
+
+/// A real writer thread killed mid-recording: copy its tmp file while it
+/// runs (what a SIGKILL leaves on disk) and recover the copy.
+#[test]
+fn a_copy_taken_mid_recording_recovers_to_the_last_flush() {
+    let dir = test_dir("rec-midway");
+    let (done_tx, done_rx) = mpsc::channel();
+    let (mut sender, handle) = start(&dir, "vm-live", meta(), done_tx).unwrap();
+    // 5.2 s of audio, in chunks the channel can hold.
+    for chunk in 0..4 {
+        for _ in 0..65 {
+            sender.push_frame(&ramp_frame(chunk));
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(sender.dropped_samples, 0);
+    // Wait until the writer flushed the 5 s mark: the header says 5 s.
+    let tmp_wav = dir.join("tmp/vm-live.wav");
+    let header_samples = || -> u32 {
+        let bytes = fs::read(&tmp_wav).unwrap();
+        u32::from_le_bytes(bytes[40..44].try_into().unwrap()) / 2
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while header_samples() < 40_000 && std::time::Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(header_samples(), 40_000);
+
+    let crashed = test_dir("rec-midway-copy");
+    fs::create_dir_all(crashed.join("tmp")).unwrap();
+    fs::copy(&tmp_wav, crashed.join("tmp/vm-live.wav")).unwrap();
+    fs::copy(dir.join("tmp/vm-live.json"), crashed.join("tmp/vm-live.json")).unwrap();
+    let found = recover(&crashed);
+    assert_eq!(found.len(), 1);
+    // What the writer had flushed to the file, at least the 5 s in the header.
+    assert!(found[0].samples >= 40_000, "{:?}", found[0]);
+    assert!(found[0].samples <= 41_600);
+    assert_eq!(found[0].meta, Some(meta()));
+    let path = found[0].path.clone().unwrap();
+    assert_eq!(read_all(&path).len() as u64, found[0].samples);
+
+    sender.finish();
+    handle.join().unwrap();
+    assert_eq!(done_rx.recv().unwrap().samples, 41_600);
+}

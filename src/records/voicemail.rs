@@ -9,6 +9,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::db;
+#[cfg(doc)]
+use super::recording::RecordingDone;
+use super::recording::RecordingMeta;
 
 /// Errors of the voicemail store, each telling what to do.
 #[derive(Debug)]
@@ -93,6 +96,36 @@ pub struct Message {
 }
 
 impl Message {
+    /// The index entry for a kept recording (from [`RecordingDone`] or
+    /// [`Recovered`](super::recording::Recovered)); `path` must be inside the
+    /// voicemail directory. Its size is read from the file.
+    pub fn from_recording(
+        id: &str,
+        path: &Path,
+        duration: Duration,
+        meta: &RecordingMeta,
+        recovered: bool,
+    ) -> std::io::Result<Self> {
+        let file = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| std::io::Error::other(format!("bad recording path {}", path.display())))?
+            .to_string();
+        Ok(Message {
+            id: id.to_string(),
+            line: meta.line.clone(),
+            caller: meta.caller.clone(),
+            caller_name: meta.caller_name.clone(),
+            received_at: meta.started_at,
+            duration_ms: duration.as_millis() as u64,
+            file,
+            size_bytes: std::fs::metadata(path)?.len(),
+            state: MessageState::New,
+            recovered,
+            call_id: meta.call_id.clone(),
+        })
+    }
+
     pub fn duration(&self) -> Duration {
         Duration::from_millis(self.duration_ms)
     }

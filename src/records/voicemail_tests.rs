@@ -158,3 +158,34 @@ fn survives_reopening() {
     VoicemailStore::open(&dir).unwrap().insert(&a).unwrap();
     assert_eq!(VoicemailStore::open(&dir).unwrap().get("a").unwrap(), a);
 }
+
+#[test]
+fn a_finished_recording_becomes_a_new_message() {
+    use crate::records::recording::{self, Frame, RecordingMeta};
+    let dir = test_dir("vm-from-recording");
+    let meta = RecordingMeta {
+        line: SHOP.into(),
+        caller: "+819011112222".into(),
+        caller_name: None,
+        call_id: Some("c1@host".into()),
+        started_at: t("2025-03-01T05:00:00Z"),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (mut sender, handle) = recording::start(&dir, "vm-r", meta.clone(), tx).unwrap();
+    for _ in 0..50 {
+        sender.push_frame(&Frame { samples: [100; 160] });
+    }
+    sender.finish();
+    handle.join().unwrap();
+    let done = rx.recv().unwrap();
+    let path = done.path.unwrap();
+    let m = Message::from_recording(&done.id, &path, done.duration, &done.meta, false).unwrap();
+    assert_eq!(m.file, "vm-r.wav");
+    assert_eq!(m.duration_ms, 1000);
+    assert_eq!(m.size_bytes, 44 + 16_000);
+    assert_eq!(m.received_at, meta.started_at);
+    assert_eq!(m.state, MessageState::New);
+    let store = VoicemailStore::open(&dir).unwrap();
+    store.insert(&m).unwrap();
+    assert_eq!(store.file_path(&store.get("vm-r").unwrap()), path);
+}
