@@ -19,6 +19,8 @@
 use std::fs::{self, File};
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -85,6 +87,7 @@ pub struct RecorderSender {
     tx: SyncSender<RecorderInput>,
     /// Samples that did not fit in the channel, still to be sent as silence.
     dropped_samples: u32,
+    end: Arc<EndSignal>,
 }
 
 impl RecorderSender {
@@ -117,20 +120,35 @@ impl RecorderSender {
         }
     }
 
-    /// Ends the recording and keeps it. Blocks only until the writer has room
-    /// for the message, not until the file is written.
-    pub fn finish(mut self) {
-        if self.dropped_samples > 0 {
-            let _ = self.tx.send(RecorderInput::Silence(self.dropped_samples));
-            self.dropped_samples = 0;
+    /// Ends the recording and keeps it. Never blocks: if the channel is
+    /// full, the end is signalled beside it (the writer looks once it has
+    /// drained the queue and the sender is gone).
+    pub fn finish(self) {
+        self.end.how.store(END_FINISH, Ordering::Release);
+        if self.dropped_samples > 0 && self.tx.try_send(RecorderInput::Silence(self.dropped_samples)).is_err() {
+            self.end.trailing_silence.store(self.dropped_samples, Ordering::Release);
+            return;
         }
-        let _ = self.tx.send(RecorderInput::Finish);
+        let _ = self.tx.try_send(RecorderInput::Finish);
     }
 
-    /// Ends the recording and deletes it.
+    /// Ends the recording and deletes it. Never blocks.
     pub fn abort(self) {
-        let _ = self.tx.send(RecorderInput::Abort);
+        self.end.how.store(END_ABORT, Ordering::Release);
+        let _ = self.tx.try_send(RecorderInput::Abort);
     }
+}
+
+// 0: the sender has not said (it was dropped).
+const END_FINISH: u8 = 1;
+const END_ABORT: u8 = 2;
+
+/// How the sender ended, for when the channel had no room to say so.
+#[derive(Default)]
+struct EndSignal {
+    how: AtomicU8,
+    /// Dropped samples still to be written as silence before finishing.
+    trailing_silence: AtomicU32,
 }
 
 /// Starts a writer thread recording into `<dir>/tmp/<id>.wav`. The result is
@@ -142,37 +160,21 @@ pub fn start(
     meta: RecordingMeta,
     done: Sender<RecordingDone>,
 ) -> io::Result<(RecorderSender, JoinHandle<()>)> {
-    check_id(id)?;
-    let tmp_dir = dir.join("tmp");
-    fs::create_dir_all(&tmp_dir)?;
-    let sidecar = tmp_dir.join(format!("{id}.json"));
-    let tmp_wav = tmp_dir.join(format!("{id}.wav"));
-    if tmp_wav.exists() || dir.join(format!("{id}.wav")).exists() {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!("a recording with id {id} already exists"),
-        ));
-    }
-    write_synced(&sidecar, &serde_json::to_vec_pretty(&meta)?)?;
-    let file = File::create(&tmp_wav)?;
-    let sync_handle = file.try_clone()?;
-    let mut writer = hound::WavWriter::new(BufWriter::new(file), wav_spec()).map_err(to_io)?;
-    // Put the header on disk now, so even an immediate crash leaves a WAV.
-    writer.flush().map_err(to_io)?;
+    let (job, writer) = WriterJob::prepare(dir, id, meta)?;
     let (tx, rx) = mpsc::sync_channel(CHANNEL_FRAMES);
-    let job = WriterJob {
-        dir: dir.to_path_buf(),
-        id: id.to_string(),
-        tmp_wav,
-        sidecar,
-        meta,
-        sync_handle,
-    };
+    let end = Arc::clone(&job.end);
     let handle = thread::Builder::new().name(format!("record-{id}")).spawn(move || {
         let result = job.run(writer, rx);
         let _ = done.send(result);
     })?;
-    Ok((RecorderSender { tx, dropped_samples: 0 }, handle))
+    Ok((
+        RecorderSender {
+            tx,
+            dropped_samples: 0,
+            end,
+        },
+        handle,
+    ))
 }
 
 pub(crate) fn wav_spec() -> hound::WavSpec {
@@ -224,6 +226,7 @@ fn samples_to_duration(samples: u64) -> Duration {
 }
 
 struct WriterJob {
+    end: Arc<EndSignal>,
     dir: PathBuf,
     id: String,
     tmp_wav: PathBuf,
@@ -235,12 +238,54 @@ struct WriterJob {
 type Wav = hound::WavWriter<BufWriter<File>>;
 
 impl WriterJob {
+    /// Creates tmp/, the sidecar and the WAV with its header on disk.
+    fn prepare(dir: &Path, id: &str, meta: RecordingMeta) -> io::Result<(Self, Wav)> {
+        check_id(id)?;
+        let tmp_dir = dir.join("tmp");
+        fs::create_dir_all(&tmp_dir)?;
+        let sidecar = tmp_dir.join(format!("{id}.json"));
+        let tmp_wav = tmp_dir.join(format!("{id}.wav"));
+        if tmp_wav.exists() || dir.join(format!("{id}.wav")).exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("a recording with id {id} already exists"),
+            ));
+        }
+        write_synced(&sidecar, &serde_json::to_vec_pretty(&meta)?)?;
+        let file = File::create(&tmp_wav)?;
+        let sync_handle = file.try_clone()?;
+        let mut writer = hound::WavWriter::new(BufWriter::new(file), wav_spec()).map_err(to_io)?;
+        // Put the header on disk now, so even an immediate crash leaves a WAV.
+        writer.flush().map_err(to_io)?;
+        let job = WriterJob {
+            end: Arc::new(EndSignal::default()),
+            dir: dir.to_path_buf(),
+            id: id.to_string(),
+            tmp_wav,
+            sidecar,
+            meta,
+            sync_handle,
+        };
+        Ok((job, writer))
+    }
+
     fn run(self, mut writer: Wav, rx: Receiver<RecorderInput>) -> RecordingDone {
         let mut since_flush = 0u64;
         let ended_by = loop {
             let input = match rx.recv() {
                 Ok(input) => input,
-                Err(_) => break End::SenderGone,
+                // Everything queued is written; did the sender say how to end?
+                Err(_) => match self.end.how.load(Ordering::Acquire) {
+                    END_FINISH => {
+                        let silence = self.end.trailing_silence.swap(0, Ordering::Relaxed);
+                        if silence == 0 {
+                            break End::Finish;
+                        }
+                        RecorderInput::Silence(silence)
+                    }
+                    END_ABORT => break End::Abort,
+                    _ => break End::SenderGone,
+                },
             };
             let written = match input {
                 RecorderInput::Frame(frame) => write_samples(&mut writer, frame.samples.iter()),

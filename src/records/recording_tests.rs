@@ -101,7 +101,11 @@ fn rejects_unsafe_ids_and_duplicates() {
 fn a_full_channel_turns_into_silence_not_a_shorter_file() {
     // Without a writer thread: a channel with room for 2 messages.
     let (tx, rx) = mpsc::sync_channel(2);
-    let mut sender = RecorderSender { tx, dropped_samples: 0 };
+    let mut sender = RecorderSender {
+        tx,
+        dropped_samples: 0,
+        end: Arc::default(),
+    };
     for i in 0..5 {
         sender.push_frame(&ramp_frame(i));
     }
@@ -289,4 +293,48 @@ fn a_copy_taken_mid_recording_recovers_to_the_last_flush() {
     sender.finish();
     handle.join().unwrap();
     assert_eq!(done_rx.recv().unwrap().samples, 41_600);
+}
+
+/// `finish` on a full channel must not block, and must still keep the
+/// frames that did not fit (as silence). The writer runs on this thread.
+#[test]
+fn finish_on_a_full_channel_signals_beside_it() {
+    let dir = test_dir("rec-full-finish");
+    let (job, writer) = WriterJob::prepare(&dir, "vm-ff", meta()).unwrap();
+    let (tx, rx) = mpsc::sync_channel(1);
+    let mut sender = RecorderSender {
+        tx,
+        dropped_samples: 0,
+        end: Arc::clone(&job.end),
+    };
+    for i in 0..3 {
+        sender.push_frame(&ramp_frame(i));
+    }
+    sender.finish(); // returns at once although the channel is full
+    let done = job.run(writer, rx);
+    assert_eq!(done.error, None);
+    assert_eq!(done.samples, 3 * 160);
+    let samples = read_all(&done.path.unwrap());
+    assert_eq!(samples[0], 0);
+    assert!(samples[160..].iter().all(|&s| s == 0));
+    assert_eq!(samples[1], 1);
+}
+
+#[test]
+fn abort_on_a_full_channel_still_aborts() {
+    let dir = test_dir("rec-full-abort");
+    let (job, writer) = WriterJob::prepare(&dir, "vm-fa", meta()).unwrap();
+    let (tx, rx) = mpsc::sync_channel(1);
+    let mut sender = RecorderSender {
+        tx,
+        dropped_samples: 0,
+        end: Arc::clone(&job.end),
+    };
+    sender.push_frame(&ramp_frame(0));
+    sender.push_frame(&ramp_frame(0));
+    sender.abort();
+    let done = job.run(writer, rx);
+    assert_eq!(done.path, None);
+    assert!(!dir.join("vm-fa.wav").exists());
+    assert!(!dir.join("tmp/vm-fa.wav").exists());
 }
