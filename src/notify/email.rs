@@ -21,8 +21,8 @@ pub fn subject(notice: &Notice) -> String {
     )
 }
 
-/// The plain-text body.
-pub fn body(notice: &Notice) -> String {
+/// The plain-text body; `attached` says whether the recording is attached.
+pub fn body(notice: &Notice, attached: bool) -> String {
     let m = &notice.message;
     let secs = m.duration_ms.div_ceil(1000);
     let mut text = format!(
@@ -41,7 +41,12 @@ pub fn body(notice: &Notice) -> String {
     if m.recovered {
         text.push_str("\nThis recording was recovered after denwa stopped unexpectedly; its end may be cut.\n");
     }
-    text.push_str("\nThe recording is attached. On the server: denwa voicemail play ");
+    text.push_str(if attached {
+        "\nThe recording is attached."
+    } else {
+        "\nThe recording is too large to attach."
+    });
+    text.push_str(" On the server: denwa voicemail play ");
     text.push_str(&m.id);
     text.push('\n');
     text
@@ -60,16 +65,21 @@ pub fn build(notice: &Notice, smtp: &SmtpConfig, to: &[String]) -> Result<lettre
             .map_err(|e| format!("recipient {address:?} is not an address: {e}"))?;
         builder = builder.to(mailbox);
     }
+    let size = std::fs::metadata(&notice.file)
+        .map_err(|e| format!("cannot read the recording {}: {e}", notice.file.display()))?
+        .len();
+    let text = SinglePart::plain(body(notice, size <= smtp.max_attachment_bytes));
+    if size > smtp.max_attachment_bytes {
+        return builder
+            .singlepart(text)
+            .map_err(|e| format!("cannot build the email: {e}"));
+    }
     let audio =
         std::fs::read(&notice.file).map_err(|e| format!("cannot read the recording {}: {e}", notice.file.display()))?;
     let wav = ContentType::parse("audio/wav").expect("a valid MIME type");
     let attachment = Attachment::new(format!("{}.wav", notice.message.id)).body(audio, wav);
     builder
-        .multipart(
-            MultiPart::mixed()
-                .singlepart(SinglePart::plain(body(notice)))
-                .singlepart(attachment),
-        )
+        .multipart(MultiPart::mixed().singlepart(text).singlepart(attachment))
         .map_err(|e| format!("cannot build the email: {e}"))
 }
 

@@ -122,6 +122,14 @@ pub struct SmtpConfig {
     pub hello_name: Option<String>,
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
+    /// Recordings larger than this are not attached (the mail says so):
+    /// many servers refuse mail over 10-25 MB, and base64 adds a third.
+    #[serde(default = "default_max_attachment_bytes")]
+    pub max_attachment_bytes: u64,
+}
+
+fn default_max_attachment_bytes() -> u64 {
+    7 * 1024 * 1024
 }
 
 /// A string that never shows in logs or `Debug` output.

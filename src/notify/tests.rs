@@ -182,6 +182,12 @@ fn store_and_enqueue_is_all_or_nothing() {
 /// A minimal SMTP server: EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT.
 /// Each received message (the DATA text) goes to the returned channel.
 fn smtp_server(listener: TcpListener) -> mpsc::Receiver<String> {
+    smtp_server_with_auth(listener, None)
+}
+
+/// With `auth`, the server offers AUTH PLAIN, accepts only these
+/// credentials and refuses mail before a successful AUTH.
+fn smtp_server_with_auth(listener: TcpListener, auth: Option<(&'static str, &'static str)>) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
@@ -189,14 +195,16 @@ fn smtp_server(listener: TcpListener) -> mpsc::Receiver<String> {
             stream.set_read_timeout(Some(secs(10))).unwrap();
             let tx = tx.clone();
             std::thread::spawn(move || {
-                let _ = smtp_session(stream, &tx);
+                let _ = smtp_session(stream, &tx, auth);
             });
         }
     });
     rx
 }
 
-fn smtp_session(stream: TcpStream, tx: &mpsc::Sender<String>) -> std::io::Result<()> {
+fn smtp_session(stream: TcpStream, tx: &mpsc::Sender<String>, auth: Option<(&str, &str)>) -> std::io::Result<()> {
+    let expected = auth.map(|(user, pass)| base64_encode(format!("\0{user}\0{pass}").as_bytes()));
+    let mut authenticated = auth.is_none();
     let mut out = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     out.write_all(b"220 test.local ESMTP\r\n")?;
@@ -208,7 +216,18 @@ fn smtp_session(stream: TcpStream, tx: &mpsc::Sender<String>) -> std::io::Result
         }
         let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
         match verb.as_str() {
+            "EHLO" if auth.is_some() => out.write_all(b"250-test.local\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n")?,
             "EHLO" => out.write_all(b"250-test.local\r\n250 8BITMIME\r\n")?,
+            "AUTH" => {
+                let given = line.trim_end().strip_prefix("AUTH PLAIN ").unwrap_or("");
+                if Some(given) == expected.as_deref() {
+                    authenticated = true;
+                    out.write_all(b"235 ok\r\n")?;
+                } else {
+                    out.write_all(b"535 bad credentials\r\n")?;
+                }
+            }
+            "MAIL" if !authenticated => out.write_all(b"530 authentication required\r\n")?,
             "HELO" | "MAIL" | "RCPT" | "RSET" | "NOOP" => out.write_all(b"250 OK\r\n")?,
             "DATA" => {
                 out.write_all(b"354 go on\r\n")?;
@@ -243,6 +262,7 @@ fn smtp_config(port: u16) -> SmtpConfig {
         from: "denwa <denwa@shop.example>".into(),
         hello_name: Some("denwa.test".into()),
         timeout_secs: 5,
+        max_attachment_bytes: 1 << 20,
     }
 }
 
@@ -314,8 +334,27 @@ fn email_down_then_up_is_delivered_after_a_restart() {
     assert!(base64_decode(&encoded) == wav, "the attachment is not the recording");
 }
 
+const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 fn base64_decode(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut bits = 0u32;
     let mut nbits = 0;
     let mut out = Vec::new();
@@ -495,4 +534,94 @@ fn worker_wakes_for_a_new_message_and_takes_a_reload() {
     }
     worker.stop();
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "vm-2\n");
+}
+
+#[test]
+fn base64_helpers_round_trip() {
+    assert_eq!(base64_encode(b"\0denwa\0hunter2"), "AGRlbndhAGh1bnRlcjI=");
+    for text in [&b"a"[..], b"ab", b"abc", b"abcd"] {
+        assert_eq!(base64_decode(&base64_encode(text)), text);
+    }
+}
+
+#[test]
+fn smtp_auth_is_used_and_the_password_never_shows() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received = smtp_server_with_auth(listener, Some(("denwa", "hunter2")));
+    let dir = test_dir("smtp-auth");
+    let m = message("vm-1", SHOP, "2025-03-01T05:00:00Z");
+    let file = dir.join("vm-1.wav");
+    write_test_wav(&file);
+    let notice = Notice::new(m, file, &NotifyConfig::default());
+    let to = ["owner@shop.example".to_string()];
+    let mut smtp = SmtpConfig {
+        username: Some("denwa".into()),
+        password: Some(Secret::new("wrong-pass")),
+        ..smtp_config(port)
+    };
+    let Attempt::Failed(error) = email::deliver(&notice, Some(&smtp), &to) else {
+        panic!("wrong credentials must fail");
+    };
+    assert!(!error.contains("wrong-pass"), "{error}");
+    assert!(received.try_recv().is_err());
+    smtp.password = Some(Secret::new("hunter2"));
+    assert_eq!(email::deliver(&notice, Some(&smtp), &to), Attempt::Delivered);
+    assert!(received.recv_timeout(secs(10)).unwrap().contains("Voicemail on"));
+    assert!(!format!("{smtp:?}").contains("hunter2"));
+}
+
+#[test]
+fn starttls_is_required_when_configured() {
+    // The test server offers no STARTTLS: denwa must not fall back to plain.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received = smtp_server(listener);
+    let dir = test_dir("smtp-starttls");
+    let file = dir.join("vm-1.wav");
+    write_test_wav(&file);
+    let notice = Notice::new(
+        message("vm-1", SHOP, "2025-03-01T05:00:00Z"),
+        file,
+        &NotifyConfig::default(),
+    );
+    let smtp = SmtpConfig {
+        security: SmtpSecurity::Starttls,
+        ..smtp_config(port)
+    };
+    let attempt = email::deliver(&notice, Some(&smtp), &["owner@shop.example".into()]);
+    assert!(matches!(attempt, Attempt::Failed(_)), "{attempt:?}");
+    assert!(received.recv_timeout(Duration::from_millis(300)).is_err());
+}
+
+#[test]
+fn a_recording_too_large_to_attach_is_mentioned_instead() {
+    let dir = test_dir("smtp-large");
+    let file = dir.join("vm-1.wav");
+    write_test_wav(&file);
+    let notice = Notice::new(
+        message("vm-1", SHOP, "2025-03-01T05:00:00Z"),
+        file,
+        &NotifyConfig::default(),
+    );
+    let small = SmtpConfig {
+        max_attachment_bytes: 100,
+        ..smtp_config(25)
+    };
+    let mail = String::from_utf8(
+        email::build(&notice, &small, &["o@shop.example".into()])
+            .unwrap()
+            .formatted(),
+    )
+    .unwrap();
+    assert!(mail.contains("too large to attach"), "{mail}");
+    assert!(!mail.contains("audio/wav"), "{mail}");
+    let mail = String::from_utf8(
+        email::build(&notice, &smtp_config(25), &["o@shop.example".into()])
+            .unwrap()
+            .formatted(),
+    )
+    .unwrap();
+    assert!(mail.contains("The recording is attached."), "{mail}");
+    assert!(mail.contains("audio/wav"), "{mail}");
 }
