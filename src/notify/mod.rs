@@ -23,7 +23,44 @@ use serde::Deserialize;
 
 use crate::records::voicemail::Message;
 
-/// The `[notify]` section of the config.
+/// The `[notify]` section of the config:
+///
+/// ```toml
+/// [notify]
+/// time_zone = "Asia/Tokyo"
+/// download_base_url = "https://shop.example/voicemail"   # optional
+///
+/// [notify.smtp]
+/// host = "smtp.example.jp"
+/// port = 587
+/// security = "starttls"          # starttls | tls | plain (loopback/LAN relay only)
+/// username = "denwa@shop.example"
+/// password = "..."               # never logged
+/// from = "denwa <denwa@shop.example>"
+///
+/// [notify.retry]                 # defaults: 10 s doubling to 30 min, give up after 7 days
+/// first_secs = 10
+/// max_secs = 1800
+/// give_up_after_days = 7         # 0 = retry forever
+///
+/// [[notify.channel]]
+/// name = "owner-mail"            # stable: queued deliveries refer to it
+/// type = "email"
+/// to = ["owner@shop.example"]
+/// lines = ["+81312345678"]       # omit for every line
+///
+/// [[notify.channel]]
+/// name = "chat"
+/// type = "webhook"
+/// url = "https://chat.example/hooks/abc"
+///
+/// [[notify.channel]]
+/// name = "pager"
+/// type = "command"
+/// program = "/usr/local/bin/vm-pager"
+/// args = ["--urgent"]
+/// timeout_secs = 30
+/// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyConfig {

@@ -625,3 +625,23 @@ fn a_recording_too_large_to_attach_is_mentioned_instead() {
     assert!(mail.contains("The recording is attached."), "{mail}");
     assert!(mail.contains("audio/wav"), "{mail}");
 }
+
+#[test]
+fn the_documented_example_parses() {
+    let source = include_str!("mod.rs");
+    let start = source.find("/// [notify]\n").unwrap();
+    let end = source[start..].find("/// ```").unwrap() + start;
+    let toml_text: String = source[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("/// ").unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    #[derive(serde::Deserialize)]
+    struct Wrapper {
+        notify: NotifyConfig,
+    }
+    let config = toml::from_str::<Wrapper>(&toml_text).unwrap().notify;
+    assert_eq!(config.channels.len(), 3);
+    assert_eq!(config.retry, RetryPolicy::default());
+    assert_eq!(config.channels_for("+81399999999"), ["chat", "pager"]);
+}
