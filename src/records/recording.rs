@@ -44,8 +44,11 @@ pub struct Frame {
 }
 
 /// What the writer thread is told.
+// Frames travel by value: the bounded channel's slots are allocated once, so
+// the media thread's packet path allocates nothing (a Box would, per frame).
+#[allow(clippy::large_enum_variant)]
 pub enum RecorderInput {
-    Frame(Box<Frame>),
+    Frame(Frame),
     /// This many samples of silence (lost or comfort-noise packets).
     Silence(u32),
     /// Keep the recording.
@@ -98,14 +101,16 @@ impl RecorderSender {
             match self.tx.try_send(RecorderInput::Silence(self.dropped_samples)) {
                 Ok(()) => self.dropped_samples = 0,
                 Err(_) => {
-                    self.dropped_samples += FRAME_SAMPLES as u32;
+                    self.dropped_samples = self.dropped_samples.saturating_add(FRAME_SAMPLES as u32);
                     return;
                 }
             }
         }
-        match self.tx.try_send(RecorderInput::Frame(Box::new(*frame))) {
+        match self.tx.try_send(RecorderInput::Frame(*frame)) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => self.dropped_samples += FRAME_SAMPLES as u32,
+            Err(TrySendError::Full(_)) => {
+                self.dropped_samples = self.dropped_samples.saturating_add(FRAME_SAMPLES as u32)
+            }
             // The writer ended (write error); its result is on its way.
             Err(TrySendError::Disconnected(_)) => {}
         }
@@ -113,7 +118,7 @@ impl RecorderSender {
 
     /// Queues silence (e.g. a gap in RTP) without blocking.
     pub fn push_silence(&mut self, samples: u32) {
-        let total = self.dropped_samples + samples;
+        let total = self.dropped_samples.saturating_add(samples);
         match self.tx.try_send(RecorderInput::Silence(total)) {
             Ok(()) => self.dropped_samples = 0,
             Err(_) => self.dropped_samples = total,
