@@ -27,6 +27,8 @@ pub mod codec;
 pub mod config;
 pub mod engine;
 pub mod media;
+pub mod notify;
 pub mod policy;
+pub mod records;
 pub mod server;
 pub mod sip;

@@ -1,0 +1,31 @@
+//! What denwa keeps on disk: voicemail recordings and their index.
+//!
+//! - [`recording`]: the crash-safe writer thread that turns decoded audio
+//!   frames into a WAV file, and [`recording::recover`] for what a crash left.
+//! - [`level`]: RMS level per frame, so the caller can tell silence from speech.
+//! - [`db`]: the SQLite database (schema and its versions) shared by the
+//!   voicemail index and the notification queue.
+//! - [`voicemail`]: the voicemail index (messages, states, retention).
+//! - [`cli`]: what `denwa voicemail …` prints.
+
+pub mod cli;
+pub mod db;
+pub mod level;
+pub mod recording;
+pub mod voicemail;
+pub mod wav_repair;
+
+/// A fresh, empty directory for one test under the system temp dir.
+#[cfg(test)]
+pub(crate) fn test_dir(name: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "denwa-test-{}-{}-{name}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
