@@ -640,9 +640,12 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
         }
         let spans: Vec<_> = compiled.iter().map(|(s, r)| (s.clone(), r.as_ref())).collect();
         checks::check_rules(&mut ck, &key, &spans, &shop);
-        let last_is_catch_all = compiled
-            .last()
-            .is_none_or(|(_, r)| r.as_ref().is_none_or(|r| r.when.is_always()));
+        // A rule that did not compile still shows whether it has a `when`.
+        let last_is_catch_all = match (compiled.last(), section.rules.last()) {
+            (Some((_, Some(rule))), _) => rule.when.is_always(),
+            (_, Some(raw)) => raw.get_ref().when.is_none(),
+            _ => true,
+        };
         let rules: Vec<_> = compiled.into_iter().filter_map(|(_, r)| r).collect();
         let registrar = section.registrar.as_ref().or(provider.map(|p| &p.registrar));
         let registers = section.register.unwrap_or(registrar.is_some());
