@@ -725,6 +725,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
         return Err(ConfigErrors(ck.errors));
     }
     drop(prompts);
+    ck.warnings.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     let call_log = base.join(file.records.call_log.as_deref().unwrap_or("../var/calls.jsonl"));
     let status_file = base.join(file.records.status.as_deref().unwrap_or("../var/status.json"));
     Ok(Config {
