@@ -20,6 +20,7 @@
 //! takes time as input and returns actions, so it is tested deterministically.
 
 pub mod call;
+pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod engine;

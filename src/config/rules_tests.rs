@@ -252,7 +252,7 @@ fn caller_conditions_compile_with_country_code() {
     )
     .unwrap();
     let when = &c.policy.numbers["a"].rules[0].when;
-    assert_eq!(when.to_string(), "caller 415*|anonymous 3+ calls within 10m");
+    assert_eq!(when.to_string(), "caller 415*|anonymous, 3+ calls within 10m");
     let e = errors(
         "[numbers.a]\nnumber = \"1\"\n[[numbers.a.rules]]\nwhen = { caller = \"fax\", repeat_caller = { times = 1, within = \"1m\" } }\nannounce = \"hello.wav\"\n[[numbers.a.rules]]\nannounce = \"hello.wav\"\n",
     );

@@ -218,7 +218,7 @@ fn holidays_substitute_and_citizens_with_reasons() {
     };
     assert_eq!(
         why,
-        "public: rule 2 (always) matched; rule 1 (mon-fri 10:00-17:00 not holiday) not: it is a public holiday (Culture Day)"
+        "public: rule 2 (always) matched; rule 1 (mon-fri 10:00-17:00, not holiday) not: it is a public holiday (Culture Day)"
     );
     let Decision::Route { why, .. } = p.decide(&at("2026-11-24T10:00:00Z")) else {
         panic!()

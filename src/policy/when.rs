@@ -274,11 +274,18 @@ impl CallerTest {
     }
 }
 
-impl fmt::Display for CallerTest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl CallerTest {
+    /// The patterns and file names, "090*|sales.txt".
+    pub fn sources(&self) -> String {
         let mut parts: Vec<String> = self.patterns.iter().map(|p| p.to_string()).collect();
         parts.extend(self.files.iter().map(|(name, _)| name.clone()));
-        write!(f, "caller {}", parts.join("|"))
+        parts.join("|")
+    }
+}
+
+impl fmt::Display for CallerTest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "caller {}", self.sources())
     }
 }
 
@@ -410,7 +417,7 @@ impl When {
         if let Some(test) = &self.caller
             && test.find(&facts.caller).is_none()
         {
-            return Some(format!("the caller ({}) is not in {}", facts.caller, test));
+            return Some(format!("the caller ({}) is not in {}", facts.caller, test.sources()));
         }
         if let Some(want) = self.anonymous
             && facts.caller.is_anonymous() != want
@@ -500,11 +507,14 @@ pub fn describe_duration(d: Duration) -> String {
 impl fmt::Display for When {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts: Vec<String> = Vec::new();
-        if let Some(d) = self.days {
-            parts.push(d.to_string());
-        }
-        if let Some(h) = &self.hours {
-            parts.push(h.to_string());
+        let time: Vec<String> = self
+            .days
+            .map(|d| d.to_string())
+            .into_iter()
+            .chain(self.hours.as_ref().map(|h| h.to_string()))
+            .collect();
+        if !time.is_empty() {
+            parts.push(time.join(" "));
         }
         if !self.dates.is_empty() {
             parts.push(join(&self.dates));
@@ -539,7 +549,7 @@ impl fmt::Display for When {
         if parts.is_empty() {
             f.write_str("always")
         } else {
-            f.write_str(&parts.join(" "))
+            f.write_str(&parts.join(", "))
         }
     }
 }
