@@ -17,13 +17,12 @@ pub mod phones;
 mod rules;
 #[cfg(test)]
 mod rules_tests;
+mod shop;
 
 pub use phones::{Phone, PhoneReach, Phones, WhenBusy};
 
 use crate::media::prompt::PromptLibrary;
-use crate::policy::calendar::ClosedDays;
-use crate::policy::ics::Calendar;
-use crate::policy::{Closures, HolidayRules, MatchOn, NumberPlan, NumberPolicy, Policy, Shop};
+use crate::policy::{MatchOn, NumberPolicy, Policy};
 use crate::sip::register::Account;
 use rules::{Prompts, RuleContext, RuleSection};
 
@@ -31,7 +30,7 @@ use rules::{Prompts, RuleContext, RuleSection};
 #[serde(deny_unknown_fields)]
 struct File {
     #[serde(default)]
-    shop: ShopSection,
+    shop: shop::ShopSection,
     sip: SipSection,
     #[serde(default)]
     prompts: PromptsSection,
@@ -42,23 +41,6 @@ struct File {
     phones: BTreeMap<String, Spanned<phones::PhoneSection>>,
     #[serde(default)]
     numbers: BTreeMap<String, Spanned<NumberSection>>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ShopSection {
-    name: Option<String>,
-    timezone: Option<Spanned<String>>,
-    /// Callers' numbers in this country are compared in national form (default 81).
-    country_code: Option<Spanned<String>>,
-    /// Public holidays for `when = { holiday = … }`: "jp".
-    holidays: Option<Spanned<String>>,
-    /// A file of closing days, one date or range per line, for `closed = …`.
-    closed_days: Option<Spanned<String>>,
-    /// An .ics export whose events are closing times, for `closed = …`.
-    calendar: Option<Spanned<String>>,
-    /// The modes `denwa mode` may set; each must be tested by some rule.
-    modes: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -462,7 +444,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
         },
     };
 
-    let shop = compile_shop(&mut ck, &file.shop, &base);
+    let shop = shop::compile_shop(&mut ck, &file.shop, &base);
     let has_closures = file.shop.closed_days.is_some() || file.shop.calendar.is_some();
 
     // [sip]
@@ -754,71 +736,6 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
         prompts: Arc::new(library),
         warnings: ck.warnings,
     })
-}
-
-fn compile_shop(ck: &mut Checker, section: &ShopSection, base: &Path) -> Shop {
-    let number_plan = match &section.country_code {
-        None => NumberPlan::default(),
-        Some(c) => NumberPlan::new(c.get_ref()).unwrap_or_else(|e| {
-            ck.error(&c.span(), "shop.country_code", e);
-            NumberPlan::default()
-        }),
-    };
-    let holidays = section.holidays.as_ref().and_then(|h| {
-        HolidayRules::parse(h.get_ref())
-            .map_err(|e| ck.error(&h.span(), "shop.holidays", e))
-            .ok()
-    });
-    let mut read = |value: &Spanned<String>, key: &str| {
-        let path = base.join(value.get_ref());
-        std::fs::read_to_string(&path)
-            .map_err(|e| ck.error(&value.span(), key, format!("cannot read {}: {e}", path.display())))
-            .ok()
-            .map(|text| (path, text))
-    };
-    let closed_text = section.closed_days.as_ref().and_then(|v| read(v, "shop.closed_days"));
-    let calendar_text = section.calendar.as_ref().and_then(|v| read(v, "shop.calendar"));
-    let mut closures = Closures::default();
-    if let (Some((path, text)), Some(v)) = (closed_text, &section.closed_days) {
-        match ClosedDays::parse(&text) {
-            Ok(days) => closures.days = days,
-            Err(e) => {
-                let at = ck.line_of(&v.span());
-                ck.error_in(
-                    &path,
-                    e.line,
-                    "shop.closed_days",
-                    format!(
-                        "{} (named at line {at}); write YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD, then an optional note",
-                        e.message
-                    ),
-                );
-            }
-        }
-    }
-    if let (Some((path, text)), Some(v)) = (calendar_text, &section.calendar) {
-        match Calendar::parse(&text) {
-            Ok(c) => closures.calendar = Some(c),
-            Err(e) => {
-                let at = ck.line_of(&v.span());
-                ck.error_in(
-                    &path,
-                    e.line,
-                    "shop.calendar",
-                    format!(
-                        "{} (named at line {at}); export the calendar again, or fix that line",
-                        e.message
-                    ),
-                );
-            }
-        }
-    }
-    Shop {
-        number_plan,
-        holidays,
-        closures: Arc::new(closures),
-        modes: section.modes.as_ref().map(|m| m.get_ref().clone()).unwrap_or_default(),
-    }
 }
 
 fn compile_match(ck: &mut Checker, key: &str, list: Option<&Spanned<Vec<String>>>) -> MatchOn {
