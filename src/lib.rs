@@ -23,6 +23,7 @@
 
 pub mod call;
 pub mod clock;
+pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod engine;

@@ -34,6 +34,65 @@ enum Command {
         #[arg(long, default_value = "config/shop.toml")]
         config: PathBuf,
     },
+    /// What the policy would do with a call, and why (no call is placed).
+    Route {
+        #[arg(long, default_value = "config/shop.toml")]
+        config: PathBuf,
+        /// The dialled number or line name.
+        number: String,
+        /// The caller's number, or "anonymous".
+        #[arg(long)]
+        from: Option<String>,
+        /// When the call arrives, in the shop's time zone ("2026-12-31 21:00"); default now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Assume the line is in this mode (default: the mode file's).
+        #[arg(long)]
+        mode: Option<String>,
+        /// Calls already in progress on this number.
+        #[arg(long, default_value_t = 0)]
+        active_calls: u32,
+        /// Calls already in progress on all the shop's numbers.
+        #[arg(long, default_value_t = 0)]
+        shop_calls: u32,
+        /// Treat this phone as busy (repeatable); others are free.
+        #[arg(long)]
+        busy: Vec<String>,
+        /// Each hour of the coming week instead of one moment.
+        #[arg(long)]
+        week: bool,
+    },
+    /// Show or set a line's mode: `denwa mode public busy --for 2h`, `denwa mode public normal`.
+    Mode {
+        #[arg(long, default_value = "config/shop.toml")]
+        config: PathBuf,
+        line: Option<String>,
+        /// A mode name from [shop] modes, or "normal".
+        mode: Option<String>,
+        /// How long the mode lasts ("2h", "30m").
+        #[arg(long = "for", conflicts_with = "until")]
+        for_: Option<String>,
+        /// When the mode ends ("18:00", "2026-12-31 09:00").
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// The call log as a table.
+    Calls {
+        #[arg(long, default_value = "config/shop.toml")]
+        config: PathBuf,
+        /// Only this line (name or number).
+        #[arg(long)]
+        number: Option<String>,
+        /// From this time ("2026-11-01", "2026-11-01 09:00") or this long ago ("2h").
+        #[arg(long)]
+        since: Option<String>,
+        /// Callers whose number contains this.
+        #[arg(long)]
+        caller: Option<String>,
+        /// The matching JSON lines as stored.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show what the running denwa reports: each number's registration.
     Status {
         #[arg(long, default_value = "config/shop.toml")]
@@ -173,6 +232,59 @@ fn main() -> ExitCode {
         Command::Status { config } => {
             quiet_on_closed_pipe();
             status(&config)
+        }
+        Command::Route {
+            config,
+            number,
+            from,
+            at,
+            mode,
+            active_calls,
+            shop_calls,
+            busy,
+            week,
+        } => {
+            quiet_on_closed_pipe();
+            denwa::cli::route(denwa::cli::RouteArgs {
+                config,
+                number,
+                from,
+                at,
+                mode,
+                active_calls,
+                shop_calls,
+                busy,
+                week,
+            })
+        }
+        Command::Mode {
+            config,
+            line,
+            mode,
+            for_,
+            until,
+        } => denwa::cli::mode(denwa::cli::ModeArgs {
+            config,
+            line,
+            mode,
+            for_,
+            until,
+        }),
+        Command::Calls {
+            config,
+            number,
+            since,
+            caller,
+            json,
+        } => {
+            quiet_on_closed_pipe();
+            denwa::cli::calls(denwa::cli::CallsArgs {
+                config,
+                number,
+                since,
+                caller,
+                json,
+            })
         }
         Command::Run { config: path } => {
             init_logging(cli.log_format);

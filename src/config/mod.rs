@@ -11,15 +11,26 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::media::prompt::{self, Prompt, PromptLibrary};
-use crate::policy::{Action, DaySet, HourRange, MatchOn, NumberPolicy, Plan, Policy, PromptRef, Rule, When};
+mod checks;
+pub mod mode_file;
+pub mod phones;
+mod rules;
+#[cfg(test)]
+mod rules_tests;
+mod shop;
+
+pub use phones::{Phone, PhoneReach, Phones, WhenBusy};
+
+use crate::media::prompt::PromptLibrary;
+use crate::policy::{MatchOn, NumberPolicy, Policy};
 use crate::sip::register::Account;
+use rules::{Prompts, RuleContext, RuleSection};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     #[serde(default)]
-    shop: ShopSection,
+    shop: shop::ShopSection,
     sip: SipSection,
     #[serde(default)]
     prompts: PromptsSection,
@@ -29,14 +40,9 @@ struct File {
     media: MediaSection,
     provider: Option<ProviderSection>,
     #[serde(default)]
+    phones: BTreeMap<String, Spanned<phones::PhoneSection>>,
+    #[serde(default)]
     numbers: BTreeMap<String, Spanned<NumberSection>>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ShopSection {
-    name: Option<String>,
-    timezone: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,26 +124,6 @@ struct NumberSection {
     rules: Vec<Spanned<RuleSection>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RuleSection {
-    when: Option<WhenSection>,
-    // Actions: exactly one per rule.
-    announce: Option<Spanned<String>>,
-    ring: Option<Spanned<Vec<String>>>,
-    voicemail: Option<Spanned<toml::Value>>,
-    // Announcement options.
-    repeat: Option<Spanned<u32>>,
-    answer_after: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WhenSection {
-    days: Option<Spanned<String>>,
-    hours: Option<Spanned<String>>,
-}
-
 /// Engine settings that are not routing policy.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -158,6 +144,10 @@ pub struct Settings {
     pub keepalive_method: KeepAlive,
     /// No RTP from a caller for this long ends the call (zero: never).
     pub rtp_timeout: Duration,
+    /// The staff phones rules can ring.
+    pub phones: Phones,
+    /// Where `denwa mode` writes each line's mode (JSON, next to the status file).
+    pub mode_file: PathBuf,
 }
 
 /// How denwa keeps the path to the provider open and checks it.
@@ -266,6 +256,8 @@ pub struct Config {
     pub policy: Arc<Policy>,
     /// The audio of every prompt the policy names.
     pub prompts: Arc<PromptLibrary>,
+    /// Legal but suspicious things, for `denwa check` to show.
+    pub warnings: Vec<ConfigError>,
 }
 
 /// One problem, located in the file.
@@ -309,9 +301,27 @@ struct Checker<'a> {
     file: &'a Path,
     source: &'a str,
     errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
 }
 
 impl Checker<'_> {
+    /// A problem in another file the config names (a calendar, a list).
+    fn error_in(&mut self, file: &Path, line: usize, key: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: file.to_owned(),
+            line,
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn warn(&mut self, span: &std::ops::Range<usize>, key: impl Into<String>, message: impl Into<String>) {
+        let before = self.errors.len();
+        self.error(span, key, message);
+        let w = self.errors.split_off(before);
+        self.warnings.extend(w);
+    }
+
     fn line_of(&self, span: &std::ops::Range<usize>) -> usize {
         let end = span.start.min(self.source.len());
         self.source[..end].matches('\n').count() + 1
@@ -346,7 +356,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => value / 1000.0,
         "s" | "" => value,
         "m" | "min" => value * 60.0,
-        _ => return Err(format!("{text:?}: unknown unit (use ms, s or m)")),
+        "h" => value * 3600.0,
+        _ => return Err(format!("{text:?}: unknown unit (use ms, s, m or h)")),
     };
     if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
         return Err(format!("{text:?} is out of range"));
@@ -383,6 +394,11 @@ pub fn status_file_of(path: &Path) -> Result<PathBuf, String> {
     Ok(path.parent().unwrap_or(Path::new(".")).join(relative))
 }
 
+/// The mode file sits next to the status file.
+pub fn mode_file_of(status_file: &Path) -> PathBuf {
+    status_file.with_file_name("modes.json")
+}
+
 /// Load and validate a config file, loading every prompt it names.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let source = std::fs::read_to_string(path).map_err(|e| {
@@ -402,6 +418,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
         file: path,
         source,
         errors: Vec::new(),
+        warnings: Vec::new(),
     };
     let file: File = match toml::from_str(source) {
         Ok(f) => f,
@@ -437,6 +454,9 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
             }
         },
     };
+
+    let shop = shop::compile_shop(&mut ck, &file.shop, &base);
+    let has_closures = file.shop.closed_days.is_some() || file.shop.calendar.is_some();
 
     // [sip]
     let listen = match file.sip.listen.get_ref().parse::<SocketAddr>() {
@@ -481,8 +501,18 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
     // [prompts]
     let prompt_dir = base.join(file.prompts.dir.as_deref().unwrap_or("../prompts"));
     let max_prompt = Duration::from_secs(file.prompts.max_seconds.unwrap_or(300));
-    let mut prompts: HashMap<PathBuf, Arc<Prompt>> = HashMap::new();
     let mut library = PromptLibrary::default();
+    let mut prompts = Prompts {
+        dir: prompt_dir,
+        max: max_prompt,
+        loaded: HashMap::new(),
+        library: &mut library,
+    };
+    let phones = phones::compile_phones(&mut ck, &file.phones, &base);
+    let phone_names: Vec<String> = file.phones.keys().cloned().collect();
+    let mut callers_files = HashMap::new();
+    let mut rung = std::collections::BTreeSet::new();
+    let mut modes_tested = std::collections::BTreeSet::new();
 
     // [provider]
     let provider = file.provider.as_ref();
@@ -565,21 +595,51 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
                 "no rules: add at least one [[numbers.NAME.rules]] with an action",
             );
         }
-        let mut rules = Vec::new();
+        let mut compiled = Vec::new();
         for (i, rule) in section.rules.iter().enumerate() {
             let rkey = format!("{key}.rules[{}]", i + 1);
-            if let Some(r) = compile_rule(
-                &mut ck,
-                &rkey,
-                rule,
-                &prompt_dir,
-                max_prompt,
-                &mut prompts,
-                &mut library,
-            ) {
-                rules.push(r);
+            let mut cx = RuleContext {
+                base: &base,
+                shop: &shop,
+                has_closures,
+                phones: &phone_names,
+                callers_files: &mut callers_files,
+            };
+            let r = rules::compile_rule(&mut ck, &rkey, rule, &mut prompts, &mut cx);
+            if let Some(when) = &rule.get_ref().when
+                && let Some(mode) = &when.get_ref().mode
+            {
+                modes_tested.insert(mode.get_ref().clone());
+                let declared = file.shop.modes.as_ref().map(|m| m.get_ref());
+                if let Some(declared) = declared
+                    && mode.get_ref() != "normal"
+                    && !declared.contains(mode.get_ref())
+                {
+                    ck.error(
+                        &mode.span(),
+                        format!("{rkey}.when.mode"),
+                        format!(
+                            "{:?} is not in [shop] modes ({}); fix the spelling or add it there",
+                            mode.get_ref(),
+                            declared.join(", ")
+                        ),
+                    );
+                }
             }
+            if let Some(r) = &r {
+                rung.extend(r.plan.ring_phones().iter().cloned());
+            }
+            compiled.push((rule.span(), r));
         }
+        let spans: Vec<_> = compiled.iter().map(|(s, r)| (s.clone(), r.as_ref())).collect();
+        checks::check_rules(&mut ck, &key, &spans, &shop);
+        // A rule that did not compile still shows whether it has a `when`.
+        let last_is_catch_all = match (compiled.last(), section.rules.last()) {
+            (Some((_, Some(rule))), _) => rule.when.is_always(),
+            (_, Some(raw)) => raw.get_ref().when.is_none(),
+            _ => true,
+        };
+        let rules: Vec<_> = compiled.into_iter().filter_map(|(_, r)| r).collect();
         let registrar = section.registrar.as_ref().or(provider.map(|p| &p.registrar));
         let registers = section.register.unwrap_or(registrar.is_some());
         any_registers |= registers;
@@ -593,7 +653,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
             });
         }
         if let Some(last) = section.rules.last()
-            && last.get_ref().when.is_some()
+            && !last_is_catch_all
         {
             ck.error(
                 &last.span(),
@@ -611,6 +671,29 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
                 rules,
             },
         );
+    }
+
+    if let Some(declared) = &file.shop.modes {
+        for mode in declared.get_ref() {
+            if !modes_tested.contains(mode) {
+                ck.error(
+                    &declared.span(),
+                    "shop.modes",
+                    format!(
+                        "no rule tests mode {mode:?}, so setting it would change nothing; add a rule with when = {{ mode = {mode:?} }} or remove it"
+                    ),
+                );
+            }
+        }
+    }
+    for (name, section) in &file.phones {
+        if !rung.contains(name) {
+            ck.warn(
+                &section.span(),
+                format!("phones.{name}"),
+                "no rule rings this phone; add it to a ring step's phones, or remove the section",
+            );
+        }
     }
 
     let mut trusted = Vec::new();
@@ -646,10 +729,13 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
     };
 
     if !ck.errors.is_empty() {
-        ck.errors.sort_by_key(|e| e.line);
+        ck.errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
         return Err(ConfigErrors(ck.errors));
     }
+    drop(prompts);
+    ck.warnings.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     let call_log = base.join(file.records.call_log.as_deref().unwrap_or("../var/calls.jsonl"));
+    let status_file = base.join(file.records.status.as_deref().unwrap_or("../var/status.json"));
     Ok(Config {
         path: path.to_owned(),
         settings: Settings {
@@ -659,19 +745,23 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
             user_agent: file.sip.user_agent.clone().unwrap_or_else(|| "denwa".into()),
             max_message_bytes,
             call_log,
-            status_file: base.join(file.records.status.as_deref().unwrap_or("../var/status.json")),
+            mode_file: mode_file_of(&status_file),
+            status_file,
             trusted,
             registrations,
             keepalive,
             keepalive_method,
             rtp_timeout,
+            phones,
         },
         policy: Arc::new(Policy {
             shop_name: file.shop.name.clone().unwrap_or_else(|| "shop".into()),
             timezone,
             numbers,
+            shop,
         }),
         prompts: Arc::new(library),
+        warnings: ck.warnings,
     })
 }
 
@@ -792,309 +882,5 @@ fn compile_registration(
     })
 }
 
-fn compile_rule(
-    ck: &mut Checker,
-    key: &str,
-    rule: &Spanned<RuleSection>,
-    prompt_dir: &Path,
-    max_prompt: Duration,
-    prompts: &mut HashMap<PathBuf, Arc<Prompt>>,
-    library: &mut PromptLibrary,
-) -> Option<Rule> {
-    let span = rule.span();
-    let rule = rule.get_ref();
-    let when = rule.when.as_ref().map(|w| compile_when(ck, key, w)).unwrap_or_default();
-    let actions = [rule.announce.is_some(), rule.ring.is_some(), rule.voicemail.is_some()];
-    match actions.iter().filter(|a| **a).count() {
-        0 => {
-            ck.error(
-                &span,
-                key,
-                "no action: give exactly one of announce = \"file.wav\", ring, voicemail",
-            );
-            return None;
-        }
-        1 => {}
-        _ => {
-            ck.error(
-                &span,
-                key,
-                "more than one action: give exactly one of announce, ring, voicemail",
-            );
-            return None;
-        }
-    }
-    if let Some(ring) = &rule.ring {
-        ck.error(
-            &ring.span(),
-            format!("{key}.ring"),
-            "ringing staff phones is not available in this version yet (it needs the staff-phone registrar); use announce for now",
-        );
-        return None;
-    }
-    if let Some(vm) = &rule.voicemail {
-        ck.error(
-            &vm.span(),
-            format!("{key}.voicemail"),
-            "voicemail is not available in this version yet; use announce for now",
-        );
-        return None;
-    }
-    let announce = rule.announce.as_ref()?;
-    let file = prompt_dir.join(announce.get_ref());
-    let prompt = match prompts.get(&file) {
-        Some(p) => p.clone(),
-        None => match prompt::load(&file, max_prompt) {
-            Ok(p) => {
-                let p = Arc::new(p);
-                prompts.insert(file.clone(), p.clone());
-                p
-            }
-            Err(e) => {
-                ck.error(&announce.span(), format!("{key}.announce"), e.to_string());
-                return None;
-            }
-        },
-    };
-    let name: Arc<str> = announce.get_ref().as_str().into();
-    library.insert(name.clone(), prompt.clone());
-    let prompt = PromptRef {
-        name,
-        duration: prompt.duration(),
-    };
-    let repeat = match &rule.repeat {
-        Some(r) if !(1..=20).contains(r.get_ref()) => {
-            ck.error(&r.span(), format!("{key}.repeat"), "must be between 1 and 20");
-            1
-        }
-        Some(r) => *r.get_ref(),
-        None => 1,
-    };
-    let answer_after = match &rule.answer_after {
-        Some(d) => match parse_duration(d.get_ref()) {
-            Ok(v) if v <= Duration::from_secs(60) => v,
-            Ok(_) => {
-                ck.error(&d.span(), format!("{key}.answer_after"), "at most 60s");
-                Duration::ZERO
-            }
-            Err(e) => {
-                ck.error(&d.span(), format!("{key}.answer_after"), e);
-                Duration::ZERO
-            }
-        },
-        None => Duration::ZERO,
-    };
-    Some(Rule {
-        when,
-        plan: Plan::single(Action::Announce {
-            prompt,
-            repeat,
-            answer_after,
-        }),
-    })
-}
-
-fn compile_when(ck: &mut Checker, key: &str, w: &WhenSection) -> When {
-    let days = w.days.as_ref().and_then(|d| {
-        DaySet::parse(d.get_ref())
-            .map_err(|e| ck.error(&d.span(), format!("{key}.when.days"), e))
-            .ok()
-    });
-    let hours = w.hours.as_ref().and_then(|h| {
-        HourRange::parse(h.get_ref())
-            .map_err(|e| ck.error(&h.span(), format!("{key}.when.hours"), e))
-            .ok()
-    });
-    When { days, hours }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn prompt_dir() -> PathBuf {
-        // One directory per call: tests run in parallel and rewrite the prompt.
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("denwa-config-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: 8000,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
-        crate::media::prompt::tests::write_tone(&dir.join("hello.wav"), spec, 0.5, 440.0, 0.3);
-        dir
-    }
-
-    fn check(body: &str) -> Result<Config, ConfigErrors> {
-        let dir = prompt_dir();
-        let text = format!(
-            "[sip]\nlisten = \"127.0.0.1:5060\"\ntrusted_sources = [\"127.0.0.0/8\"]\n[prompts]\ndir = \"{}\"\n{body}",
-            dir.display()
-        );
-        parse(Path::new("shop.toml"), &text)
-    }
-
-    #[test]
-    fn good_config_compiles() {
-        let c = check(
-            "[numbers.public]\nnumber = \"0501110001\"\n\
-[[numbers.public.rules]]\nwhen = { days = \"mon-fri\", hours = \"10:00-17:00\" }\nannounce = \"hello.wav\"\nanswer_after = \"2s\"\n\
-[[numbers.public.rules]]\nannounce = \"hello.wav\"\nrepeat = 2\n",
-        )
-        .unwrap();
-        let p = &c.policy.numbers["public"];
-        assert_eq!(p.rules.len(), 2);
-        assert_eq!(c.settings.advertise, "127.0.0.1".parse::<IpAddr>().unwrap());
-        // One prompt file is loaded once and shared.
-        let ([Action::Announce { prompt: a, .. }], [Action::Announce { prompt: b, .. }]) =
-            (&p.rules[0].plan.steps[..], &p.rules[1].plan.steps[..])
-        else {
-            panic!("two announcements")
-        };
-        assert_eq!(a, b);
-        assert!(c.prompts.get(&a.name).is_some_and(|p| p.duration() == a.duration));
-    }
-
-    #[test]
-    fn unknown_key_names_its_line() {
-        let e = check("[numbers.public]\nnumber = \"1\"\ncolour = \"red\"\n").unwrap_err();
-        assert_eq!(e.0.len(), 1);
-        assert_eq!(e.0[0].line, 8, "{e}");
-        assert!(e.0[0].message.contains("colour"), "{e}");
-    }
-
-    #[test]
-    fn semantic_errors_are_all_reported_with_lines() {
-        let e = check(
-            "[numbers.public]\nnumber = \"1\"\n\
-[[numbers.public.rules]]\nwhen = { days = \"monday-funday\", hours = \"25:00-26:00\" }\nannounce = \"missing.wav\"\n\
-[numbers.other]\nnumber = \"1\"\n[[numbers.other.rules]]\nannounce = \"hello.wav\"\nrepeat = 0\nanswer_after = \"soon\"\n",
-        )
-        .unwrap_err();
-        let text = e.to_string();
-        for needle in [
-            "shop.toml:9: numbers.public.rules[1].when.days: \"funday\" is not a day",
-            "shop.toml:9: numbers.public.rules[1].when.hours",
-            "shop.toml:10: numbers.public.rules[1].announce: prompt",
-            "missing.wav",
-            "shop.toml:8: numbers.public.rules[1]: the last rule has a `when`",
-            "shop.toml:7: numbers.public.number: same number as numbers.other",
-            "shop.toml:15: numbers.other.rules[1].repeat",
-            "shop.toml:16: numbers.other.rules[1].answer_after",
-        ] {
-            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
-        }
-    }
-
-    #[test]
-    fn future_actions_are_refused_clearly() {
-        let e = check("[numbers.public]\nnumber = \"1\"\n[[numbers.public.rules]]\nring = [\"desk\"]\n").unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("rules[1].ring: ringing staff phones is not available"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn syntax_error_has_line() {
-        let e = parse(Path::new("x.toml"), "[sip]\nlisten = \n").unwrap_err();
-        assert_eq!(e.0[0].line, 2, "{e}");
-    }
-
-    #[test]
-    fn provider_registration_and_secrets() {
-        // SAFETY: tests in this module do not read this variable concurrently.
-        unsafe { std::env::set_var("DENWA_TEST_PW_PUBLIC", "hunter2") };
-        let c = check(
-            "[provider]\nregistrar = \"127.0.0.1:5070\"\ndomain = \"provider.test\"\nexpires = 120\nretry_max = \"30s\"\n\
-[numbers.public]\nnumber = \"0501110001\"\npassword_env = \"DENWA_TEST_PW_PUBLIC\"\n[[numbers.public.rules]]\nannounce = \"hello.wav\"\n\
-[numbers.local]\nnumber = \"9\"\nregister = false\n[[numbers.local.rules]]\nannounce = \"hello.wav\"\n",
-        )
-        .unwrap();
-        let regs = &c.settings.registrations;
-        assert_eq!(regs.len(), 1);
-        let r = &regs[0];
-        assert_eq!(
-            (r.user.as_str(), r.auth_user.as_str(), r.password.as_str()),
-            ("0501110001", "0501110001", "hunter2")
-        );
-        assert_eq!(
-            (r.domain.as_str(), r.expires, r.retry_max),
-            ("provider.test", 120, Duration::from_secs(30))
-        );
-        assert_eq!(r.destination, "127.0.0.1:5070".parse().unwrap());
-        assert_eq!(c.settings.keepalive_method, KeepAlive::Options);
-        assert!(
-            !format!("{c:?}").contains("hunter2"),
-            "secrets never reach Debug output"
-        );
-
-        let e = check(
-            "[provider]\nregistrar = \"127.0.0.1:5070\"\n[numbers.public]\nnumber = \"1\"\npassword_env = \"DENWA_TEST_UNSET_VAR\"\n\
-[[numbers.public.rules]]\nannounce = \"hello.wav\"\n[numbers.other]\nnumber = \"2\"\n[[numbers.other.rules]]\nannounce = \"hello.wav\"\n",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.contains(
-                "shop.toml:10: numbers.public.password_env: environment variable DENWA_TEST_UNSET_VAR is not set"
-            ),
-            "{e}"
-        );
-        assert!(e.contains("numbers.other: registering needs password_env"), "{e}");
-    }
-
-    #[test]
-    fn match_fields() {
-        let c = check("[numbers.a]\nnumber = \"1\"\nmatch = [\"to\"]\n[[numbers.a.rules]]\nannounce = \"hello.wav\"\n")
-            .unwrap();
-        let m = c.policy.numbers["a"].match_on;
-        assert!(m.to && !m.contact && !m.request_uri);
-        let e =
-            check("[numbers.a]\nnumber = \"1\"\nmatch = [\"from\"]\n[[numbers.a.rules]]\nannounce = \"hello.wav\"\n")
-                .unwrap_err()
-                .to_string();
-        assert!(e.contains("numbers.a.match: \"from\" is not one of"), "{e}");
-    }
-
-    #[test]
-    fn someone_must_be_allowed_to_call() {
-        let dir = prompt_dir();
-        let text = format!(
-            "[sip]\nlisten = \"127.0.0.1:5060\"\n[prompts]\ndir = \"{}\"\n[numbers.a]\nnumber = \"1\"\n[[numbers.a.rules]]\nannounce = \"hello.wav\"\n",
-            dir.display()
-        );
-        let e = parse(Path::new("shop.toml"), &text).unwrap_err().to_string();
-        assert!(e.contains("sip.trusted_sources: nobody may deliver calls"), "{e}");
-    }
-
-    #[test]
-    fn ip_ranges() {
-        let r = IpRange::parse("127.0.0.0/8").unwrap();
-        assert!(r.contains("127.1.2.3".parse().unwrap()) && !r.contains("128.0.0.1".parse().unwrap()));
-        assert!(r.contains("::ffff:127.0.0.1".parse().unwrap()));
-        let one = IpRange::parse("192.0.2.7").unwrap();
-        assert!(one.contains("192.0.2.7".parse().unwrap()) && !one.contains("192.0.2.8".parse().unwrap()));
-        assert!(
-            IpRange::parse("0.0.0.0/0")
-                .unwrap()
-                .contains("203.0.113.1".parse().unwrap())
-        );
-        assert!(IpRange::parse("::1").unwrap().contains("::1".parse().unwrap()));
-        assert!(IpRange::parse("10.0.0.0/33").is_err() && IpRange::parse("nope").is_err());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("20s").unwrap(), Duration::from_secs(20));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5h").is_err());
-    }
-}
+pub(super) mod tests;

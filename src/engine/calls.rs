@@ -111,6 +111,7 @@ impl Engine {
         let decision = self.policy.decide(&CallFacts {
             dialled: &lookup,
             arrived_at: now.wall,
+            ..CallFacts::default()
         });
         let (line, plan, why) = match decision {
             Decision::UnknownNumber => {

@@ -55,6 +55,7 @@ fn engine_matching(answer_after: Duration, match_on: crate::policy::MatchOn) -> 
         shop_name: "t".into(),
         timezone: jiff::tz::TimeZone::UTC,
         numbers,
+        shop: Default::default(),
     });
     let cfg = EngineConfig {
         advertise: "127.0.0.1".parse().unwrap(),
