@@ -6,7 +6,7 @@
 //! shell in `server` feeds it, tests feed it a virtual clock.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -129,6 +129,10 @@ pub struct Engine {
     call_by_dialog: HashMap<DialogId, CallKey>,
     call_by_call_id: HashMap<String, CallKey>,
     call_by_port: HashMap<u16, CallKey>,
+    /// Each line's mode as `denwa mode` set it (the shell re-reads the file).
+    modes: crate::policy::facts::Modes,
+    /// Who called which line lately, for repeat-caller rules.
+    recent_callers: RecentCallers,
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
     timer_keys: HashMap<u64, TimerKey>,
     next_timer_id: u64,
@@ -169,6 +173,8 @@ impl Engine {
             call_by_dialog: HashMap::new(),
             call_by_call_id: HashMap::new(),
             call_by_port: HashMap::new(),
+            modes: Default::default(),
+            recent_callers: RecentCallers::default(),
             timers: BinaryHeap::new(),
             timer_keys: HashMap::new(),
             next_timer_id: 0,
@@ -197,6 +203,11 @@ impl Engine {
     pub fn set_policy(&mut self, policy: Arc<Policy>, prompts: Arc<PromptLibrary>) {
         self.policy = policy;
         self.prompts = prompts;
+    }
+
+    /// The lines' modes changed (`denwa mode`): the next call follows them.
+    pub fn set_modes(&mut self, modes: crate::policy::facts::Modes) {
+        self.modes = modes;
     }
 
     /// Replace who, besides the registrars, may deliver calls (on reload).
@@ -587,6 +598,41 @@ impl Engine {
             },
         );
         self.arm(TimerKey::ClientTx(branch), at);
+    }
+}
+
+/// When each (line, caller number) called lately: the last hour, bounded.
+#[derive(Default)]
+struct RecentCallers {
+    calls: HashMap<(String, String), VecDeque<Timestamp>>,
+}
+
+impl RecentCallers {
+    const KEEP: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
+    const MAX_KEYS: usize = 10_000;
+    const MAX_PER_KEY: usize = 100;
+
+    fn earlier(&self, key: &(String, String), now: Timestamp) -> Vec<Timestamp> {
+        let since = now - Self::KEEP;
+        self.calls
+            .get(key)
+            .map(|q| q.iter().copied().filter(|t| *t >= since).collect())
+            .unwrap_or_default()
+    }
+
+    fn note(&mut self, key: (String, String), now: Timestamp) {
+        if self.calls.len() >= Self::MAX_KEYS && !self.calls.contains_key(&key) {
+            let since = now - Self::KEEP;
+            self.calls.retain(|_, q| q.back().is_some_and(|t| *t >= since));
+            if self.calls.len() >= Self::MAX_KEYS {
+                self.calls.clear();
+            }
+        }
+        let q = self.calls.entry(key).or_default();
+        if q.len() >= Self::MAX_PER_KEY {
+            q.pop_front();
+        }
+        q.push_back(now);
     }
 }
 

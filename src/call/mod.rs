@@ -167,20 +167,31 @@ impl Call {
         &self.prompt
     }
 
-    /// Run the plan's first step.
+    /// Run the plan's first step that this version can carry out: a ring or
+    /// voicemail step falls through to the next step (as when no staff
+    /// phone is registered), noted in the record.
     pub fn start(&mut self, now: Now) {
-        match self.plan.steps.get(self.step).cloned() {
-            Some(Action::Announce { answer_after, .. }) if answer_after.is_zero() => self.answer(now),
-            Some(Action::Announce { answer_after, .. }) => {
-                self.actions.push_back(CallAction::Ringing);
-                self.timers.push((Timer::Answer, now.at + answer_after));
+        let mut skipped = Vec::new();
+        loop {
+            match self.plan.steps.get(self.step).cloned() {
+                Some(Action::Announce { answer_after, .. }) if answer_after.is_zero() => self.answer(now),
+                Some(Action::Announce { answer_after, .. }) => {
+                    self.actions.push_back(CallAction::Ringing);
+                    self.timers.push((Timer::Answer, now.at + answer_after));
+                }
+                Some(Action::Reject { status }) => self.refuse(now, status, HungUpBy::Denwa),
+                Some(step @ (Action::Ring(_) | Action::Voicemail(_))) => {
+                    skipped.push(step.kind());
+                    self.step += 1;
+                    continue;
+                }
+                // Never ring into nothing: a plan with nothing left is refused.
+                None => self.refuse(now, 480, HungUpBy::Denwa),
             }
-            Some(Action::Reject { status }) => self.refuse(now, status, HungUpBy::Denwa),
-            // Steps this version cannot carry out yet: say so, never ring into nothing.
-            Some(Action::Ring(_) | Action::Voicemail(_)) | None => {
-                self.record.note = Some(format!("step {:?} is not available in this version", self.plan.kind()));
-                self.refuse(now, 480, HungUpBy::Denwa);
-            }
+            break;
+        }
+        if !skipped.is_empty() {
+            self.record.note = Some(format!("{} not available in this version: fell through", skipped.join(", ")));
         }
     }
 

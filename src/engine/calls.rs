@@ -6,6 +6,7 @@
 use super::*;
 use crate::call::{Call, CallAction, CallSetup, Phase};
 use crate::media::{Direction as MediaDirection, Peer};
+use crate::policy::caller::CallerHeaders;
 use crate::sip::dialog::{Dialog, InDialogVerdict};
 use crate::sip::request::{RequestBuilder, branch_from};
 use crate::sip::sdp::{Direction, Negotiated};
@@ -108,11 +109,30 @@ impl Engine {
         let from = req.msg.header("From").unwrap_or_default().to_string();
         let caller = message::uri_user(message::uri_of(&from)).unwrap_or_else(|| "anonymous".into());
         let caller_name = message::display_name(&from);
+        let normalised = self.policy.caller_of(&CallerHeaders {
+            from: message::uri_of(&from),
+            asserted: req.msg.header("P-Asserted-Identity").map(message::uri_of),
+            privacy: req.msg.header("Privacy"),
+        });
+        let line_name = self.policy.line_for(&lookup).map(|n| n.name.clone()).unwrap_or_default();
+        let active_calls = self.calls.values().filter(|e| e.line == line_name).count() as u32;
+        let repeat_key = (line_name.clone(), normalised.number().unwrap_or("").to_string());
+        let earlier = self.recent_callers.earlier(&repeat_key, now.wall);
+        let no_phones = BTreeMap::new();
         let decision = self.policy.decide(&CallFacts {
             dialled: &lookup,
             arrived_at: now.wall,
-            ..CallFacts::default()
+            caller: normalised.clone(),
+            active_calls,
+            shop_calls: self.calls.len() as u32,
+            // Staff phones do not register with denwa yet: none is free.
+            phones: &no_phones,
+            earlier_calls: &earlier,
+            modes: &self.modes,
         });
+        if normalised.number().is_some() {
+            self.recent_callers.note(repeat_key, now.wall);
+        }
         let (line, plan, why) = match decision {
             Decision::UnknownNumber => {
                 info!(%dialled, source = %req.source, "call for an unknown number refused (404)");
@@ -126,7 +146,9 @@ impl Engine {
             }
             Decision::Route { line, plan, why } => (line, plan, why),
         };
-        let prompt = match plan.steps.first() {
+        // The first step this version can carry out: ringing staff phones
+        // and voicemail fall through to the rule's next step until they land.
+        let prompt = match plan.steps.iter().find(|s| matches!(s, Action::Announce { .. } | Action::Reject { .. })) {
             Some(&Action::Reject { status }) => {
                 info!(%line, %why, status, "call rejected by the rule");
                 self.reject_invite(now, &req, &key, status, message::reason_phrase(status));
@@ -134,12 +156,11 @@ impl Engine {
             }
             // The call keeps the audio its plan names, even if a reload replaces it.
             Some(Action::Announce { prompt, .. }) => self.prompts.get(&prompt.name).cloned(),
-            Some(other) => {
-                warn!(%line, step = other.kind(), "this version cannot carry out this step yet (480)");
+            _ => {
+                warn!(%line, plan = %plan.describe(), "no step of this plan can be carried out in this version (480)");
                 self.reject_invite(now, &req, &key, 480, "Temporarily Unavailable");
                 return;
             }
-            None => None,
         };
         let Some(prompt) = prompt else {
             warn!(%line, "the plan names no prompt the library has (500)");
