@@ -268,7 +268,13 @@ pub struct ConfigError {
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}: ", self.file.display(), self.line)?;
+        // Line 0: the problem has no place in the file (it could not be
+        // read, or a default is at fault); "file:0:" would send an editor astray.
+        if self.line == 0 {
+            write!(f, "{}: ", self.file.display())?;
+        } else {
+            write!(f, "{}:{}: ", self.file.display(), self.line)?;
+        }
         if !self.key.is_empty() {
             write!(f, "{}: ", self.key)?;
         }
@@ -359,27 +365,60 @@ fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
     Ok((a, b))
 }
 
+/// Why a config file could not be read, and what to do about it.
+fn unreadable(e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::NotFound => "cannot read it: no such file (give another with --config)".into(),
+        ErrorKind::PermissionDenied => {
+            "cannot read it: permission denied (make it readable by the user denwa runs as)".into()
+        }
+        ErrorKind::InvalidData => "cannot read it: it is not UTF-8 text (save it as UTF-8)".into(),
+        ErrorKind::IsADirectory => "cannot read it: it is a directory, not a config file".into(),
+        _ => format!("cannot read it: {e}"),
+    }
+}
+
+fn read_config(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| unreadable(&e))
+}
+
+/// The status file when `[records] status` is not set: named after the
+/// config file, so that two configs in one folder never share one.
+fn default_status_path(config: &Path) -> String {
+    let stem = config.file_stem().and_then(|s| s.to_str()).unwrap_or("denwa");
+    format!("../var/{stem}.status.json")
+}
+
+/// `[records] status`, relative to the config's folder, or the default.
+fn status_path(config: &Path, configured: Option<&str>) -> PathBuf {
+    let base = config.parent().unwrap_or(Path::new("."));
+    match configured {
+        Some(path) => base.join(path),
+        None => base.join(default_status_path(config)),
+    }
+}
+
 /// Where the running engine of this config writes its status, without
 /// validating the rest (so `denwa status` needs no secrets).
 pub fn status_file_of(path: &Path) -> Result<PathBuf, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = read_config(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let value: toml::Table = toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
-    let relative = value
+    let configured = value
         .get("records")
         .and_then(|r| r.get("status"))
-        .and_then(|s| s.as_str())
-        .unwrap_or("../var/status.json");
-    Ok(path.parent().unwrap_or(Path::new(".")).join(relative))
+        .and_then(|s| s.as_str());
+    Ok(status_path(path, configured))
 }
 
 /// Load and validate a config file, loading every prompt it names.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let source = std::fs::read_to_string(path).map_err(|e| {
+    let source = read_config(path).map_err(|message| {
         ConfigErrors(vec![ConfigError {
             file: path.to_owned(),
             line: 0,
             key: String::new(),
-            message: format!("cannot read the config file: {e}"),
+            message,
         }])
     })?;
     parse(path, &source)
@@ -633,7 +672,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
             user_agent: file.sip.user_agent.clone().unwrap_or_else(|| "denwa".into()),
             max_message_bytes,
             call_log,
-            status_file: base.join(file.records.status.as_deref().unwrap_or("../var/status.json")),
+            status_file: status_path(path, file.records.status.as_deref()),
             trusted,
             registrations,
             keepalive,
@@ -1066,5 +1105,64 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn status_file_is_named_after_the_config_unless_set() {
+        let dir = std::env::temp_dir().join(format!("denwa-status-path-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (shop, test) = (dir.join("shop.toml"), dir.join("test.toml"));
+        std::fs::write(&shop, "[sip]\nlisten = \"127.0.0.1:5060\"\n").unwrap();
+        std::fs::write(&test, "[records]\nstatus = \"run/here.json\"\n").unwrap();
+        assert_eq!(status_file_of(&shop).unwrap(), dir.join("../var/shop.status.json"));
+        assert_eq!(status_file_of(&test).unwrap(), dir.join("run/here.json"));
+        // The engine writes where `denwa status` reads.
+        let c =
+            check("[numbers.public]\nnumber = \"0501110001\"\n[[numbers.public.rules]]\nannounce = \"hello.wav\"\n")
+                .unwrap();
+        assert_eq!(c.settings.status_file, Path::new("../var/shop.status.json"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn unreadable_config_names_the_path_and_the_reason_without_a_line() {
+        let dir = std::env::temp_dir().join(format!("denwa-unreadable-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let message = |path: &Path| load(path).unwrap_err().to_string();
+
+        let missing = dir.join("missing.toml");
+        assert_eq!(
+            message(&missing),
+            format!(
+                "{}: cannot read it: no such file (give another with --config)",
+                missing.display()
+            )
+        );
+        let latin1 = dir.join("latin1.toml");
+        std::fs::write(&latin1, b"[shop]\nname = \"caf\xe9\"\n").unwrap();
+        assert_eq!(
+            message(&latin1),
+            format!(
+                "{}: cannot read it: it is not UTF-8 text (save it as UTF-8)",
+                latin1.display()
+            )
+        );
+        assert!(
+            message(&dir).ends_with("it is a directory, not a config file"),
+            "{}",
+            message(&dir)
+        );
+
+        let locked = dir.join("locked.toml");
+        std::fs::write(&locked, "[sip]\n").unwrap();
+        std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+        // Root reads it anyway; the check only means something as another user.
+        if std::fs::read(&locked).is_err() {
+            assert!(message(&locked).contains("permission denied"), "{}", message(&locked));
+        }
+        for path in [&missing, &latin1, &locked] {
+            assert!(!message(path).contains(":0:"), "{}", message(path));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

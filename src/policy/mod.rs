@@ -133,6 +133,42 @@ impl DaySet {
     }
 }
 
+/// Written back as the owner would: runs of days as ranges ("mon-fri",
+/// "fri-mon" across the week's end), single days by name ("sat,sun").
+impl std::fmt::Display for DaySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let has = |d: usize| self.0 & (1 << (d % 7)) != 0;
+        // Start after a missing day, so a run across Sunday stays whole.
+        let Some(origin) = (0..7).find(|d| !has(*d)) else {
+            return f.write_str("every day");
+        };
+        let mut runs = Vec::new();
+        let mut d = origin + 1;
+        while d < origin + 7 {
+            if has(d) {
+                let start = d;
+                while has(d + 1) {
+                    d += 1;
+                }
+                runs.push((start % 7, d % 7));
+            }
+            d += 1;
+        }
+        // Monday first; a run across Sunday holds Monday, so it leads.
+        runs.sort_by_key(|&(start, end)| if start > end { 0 } else { start + 1 });
+        let name = |d: usize| DAY_NAMES[d].0;
+        let parts: Vec<String> = runs
+            .into_iter()
+            .map(|(start, end)| match (end + 7 - start) % 7 {
+                0 => name(start).to_string(),
+                1 => format!("{},{}", name(start), name(end)),
+                _ => format!("{}-{}", name(start), name(end)),
+            })
+            .collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
 /// A daily time window "HH:MM-HH:MM", start inclusive, end exclusive; may
 /// cross midnight ("22:00-06:00").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +206,13 @@ impl HourRange {
         } else {
             m >= self.start || m < self.end
         }
+    }
+}
+
+impl std::fmt::Display for HourRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (a, b) = (self.start, self.end);
+        write!(f, "{:02}:{:02}-{:02}:{:02}", a / 60, a % 60, b / 60, b % 60)
     }
 }
 
@@ -339,11 +382,23 @@ mod tests {
         let d = DaySet::parse("sat, sunday").unwrap();
         assert!(d.contains(Weekday::Saturday) && d.contains(Weekday::Sunday) && !d.contains(Weekday::Friday));
         assert!(DaySet::parse("funday").is_err());
+        for (written, shown) in [
+            ("mon-fri", "mon-fri"),
+            ("fri-mon", "fri-mon"),
+            ("sat, sunday", "sat,sun"),
+            ("mon,wed,fri", "mon,wed,fri"),
+            ("sun,mon,tue,thu", "sun-tue,thu"),
+            ("tue,sat", "tue,sat"),
+            ("mon-sun", "every day"),
+        ] {
+            assert_eq!(DaySet::parse(written).unwrap().to_string(), shown, "{written}");
+        }
         assert!(DaySet::parse("mo").is_err());
         let night = HourRange::parse("22:00-06:00").unwrap();
         assert!(night.contains(Time::constant(23, 0, 0, 0)) && night.contains(Time::constant(5, 59, 0, 0)));
         assert!(!night.contains(Time::constant(6, 0, 0, 0)));
         assert!(HourRange::parse("10:00-10:00").is_err());
+        assert_eq!(night.to_string(), "22:00-06:00");
         assert!(HourRange::parse("9-17").is_err());
         assert!(
             HourRange::parse("00:00-24:00")
