@@ -22,8 +22,8 @@
 //! takes time as input and returns actions, so it is tested deterministically.
 
 pub mod call;
-pub mod clock;
 pub mod cli;
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod engine;

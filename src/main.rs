@@ -5,6 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use denwa::config;
+use denwa::policy::Rule;
+use denwa::server::StatusFile;
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(name = "denwa", version, about = "SIP call routing for a small shop's phone numbers")]
@@ -18,24 +21,35 @@ struct Cli {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
+    /// One readable line per event.
     Text,
+    /// One JSON object per line, for log collectors.
     Json,
+}
+
+/// The config file every subcommand reads.
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// The shop's config file (TOML).
+    #[arg(long, default_value = "config/shop.toml")]
+    config: PathBuf,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the engine (SIGHUP reloads the config, SIGINT/SIGTERM stops).
-    Run {
-        #[arg(long, default_value = "config/shop.toml")]
-        config: PathBuf,
-    },
-    /// Validate a config and every prompt it names.
-    Check {
-        #[arg(long, default_value = "config/shop.toml")]
-        config: PathBuf,
-    },
+    ///
+    /// DENWA_LOG sets the log filter, e.g. "debug" or "info,denwa::sip=debug".
+    Run(ConfigArg),
+    /// Validate a config and every prompt it names, and show each number's rules.
+    Check(ConfigArg),
+    /// Show what the running denwa reports: each number's registration.
+    ///
+    /// Exits with 3 if denwa is not running (or has stopped reporting).
+    Status(ConfigArg),
     /// What the policy would do with a call, and why (no call is placed).
     Route {
+        /// The shop's config file (TOML).
         #[arg(long, default_value = "config/shop.toml")]
         config: PathBuf,
         /// The dialled number or line name.
@@ -64,8 +78,10 @@ enum Command {
     },
     /// Show or set a line's mode: `denwa mode public busy --for 2h`, `denwa mode public normal`.
     Mode {
+        /// The shop's config file (TOML).
         #[arg(long, default_value = "config/shop.toml")]
         config: PathBuf,
+        /// The line (name or number); without it, every line's mode is shown.
         line: Option<String>,
         /// A mode name from [shop] modes, or "normal".
         mode: Option<String>,
@@ -78,6 +94,7 @@ enum Command {
     },
     /// The call log as a table.
     Calls {
+        /// The shop's config file (TOML).
         #[arg(long, default_value = "config/shop.toml")]
         config: PathBuf,
         /// Only this line (name or number).
@@ -93,12 +110,46 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show what the running denwa reports: each number's registration.
-    Status {
-        #[arg(long, default_value = "config/shop.toml")]
-        config: PathBuf,
-    },
 }
+
+/// What the status file tells about the engine that wrote it.
+#[derive(Debug, PartialEq, Eq)]
+enum Liveness {
+    Running,
+    /// Its process is gone (stopped or crashed).
+    Gone,
+    /// Its process exists but it stopped writing: hung, or the pid now
+    /// belongs to another program.
+    Stale,
+}
+
+/// Three missed refreshes: the engine is not doing its work.
+const MISSED_REFRESHES: u32 = 3;
+
+fn liveness(status: &StatusFile, now: jiff::Timestamp, process_exists: bool) -> Liveness {
+    if !process_exists {
+        Liveness::Gone
+    } else if status.age(now) > status.refresh_every() * MISSED_REFRESHES {
+        Liveness::Stale
+    } else {
+        Liveness::Running
+    }
+}
+
+/// Whether a process with this id exists (kill with signal 0 only checks).
+fn process_exists(pid: u32) -> bool {
+    // 0 and negative ids would name process groups, not one process.
+    let Some(pid) = libc::pid_t::try_from(pid).ok().filter(|p| *p > 0) else {
+        return false;
+    };
+    // SAFETY: signal 0 is never delivered; kill only reports whether it could be.
+    let result = unsafe { libc::kill(pid, 0) };
+    // EPERM: it exists, under another user.
+    result == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// `denwa status` exits with this when denwa is not running (as LSB init scripts do).
+const NOT_RUNNING: u8 = 3;
 
 fn status(path: &std::path::Path) -> ExitCode {
     let file = match config::status_file_of(path) {
@@ -109,7 +160,7 @@ fn status(path: &std::path::Path) -> ExitCode {
         }
     };
     let file = &file;
-    let status: denwa::server::StatusFile = match std::fs::read(file)
+    let status: StatusFile = match std::fs::read(file)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
     {
@@ -122,17 +173,31 @@ fn status(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let age = jiff::Timestamp::now().duration_since(status.updated_at).as_secs();
-    println!(
-        "denwa pid {} on {}: {} call(s) in progress; reported {age} s ago{}",
-        status.pid,
-        status.listen,
-        status.active_calls,
-        if age > 30 {
-            " (STALE: denwa may have stopped)"
-        } else {
-            ""
+    let now = jiff::Timestamp::now();
+    let age = status.age(now).as_secs();
+    match liveness(&status, now, process_exists(status.pid)) {
+        Liveness::Running => {}
+        Liveness::Gone => {
+            println!(
+                "denwa is not running: pid {} that wrote {} is gone (its last report is {age} s old)",
+                status.pid,
+                file.display()
+            );
+            return ExitCode::from(NOT_RUNNING);
         }
+        Liveness::Stale => {
+            println!(
+                "denwa is not running properly: pid {} last reported {age} s ago, but it reports every {} s \
+(it may hang, or that pid now belongs to another program)",
+                status.pid,
+                status.refresh_every().as_secs()
+            );
+            return ExitCode::from(NOT_RUNNING);
+        }
+    }
+    println!(
+        "denwa pid {} on {}: {} call(s) in progress; reported {age} s ago",
+        status.pid, status.listen, status.active_calls,
     );
     let m = status.media;
     println!(
@@ -166,9 +231,54 @@ fn status(path: &std::path::Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Mistakes tracing's parser accepts but that leave the owner without logs:
+/// "xyz=" (read as "xyz=trace") and a misspelt level like "debgu" (read as
+/// a module name, so nothing else is logged).
+fn log_directive_mistake(directive: &str) -> Option<String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let d = directive.trim();
+    if d.ends_with('=') {
+        return Some(format!("{d:?} has no level after \"=\""));
+    }
+    let bare = !d.contains(['=', '[', '{']);
+    if bare && !LEVELS.contains(&d.to_ascii_lowercase().as_str()) && !d.starts_with("denwa") {
+        return Some(format!("{d:?} is not a level ({})", LEVELS.join(", ")));
+    }
+    None
+}
+
+/// The log filter from DENWA_LOG (default "info"), and what was wrong with
+/// it if it could not be used.
+fn log_filter(value: Option<std::ffi::OsString>) -> (EnvFilter, Option<String>) {
+    const DEFAULT: &str = "info";
+    let Some(value) = value else {
+        return (EnvFilter::new(DEFAULT), None);
+    };
+    let Some(text) = value.to_str() else {
+        return (
+            EnvFilter::new(DEFAULT),
+            Some(format!("DENWA_LOG={value:?}: not UTF-8; using {DEFAULT:?}")),
+        );
+    };
+    let mistake = text
+        .split(',')
+        .filter(|d| !d.trim().is_empty())
+        .find_map(log_directive_mistake);
+    let problem = match mistake {
+        Some(m) => m,
+        None => match EnvFilter::try_new(text) {
+            Ok(filter) => return (filter, None),
+            Err(e) => e.to_string(),
+        },
+    };
+    (
+        EnvFilter::new(DEFAULT),
+        Some(format!("DENWA_LOG={text:?}: {problem}; using {DEFAULT:?}")),
+    )
+}
+
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DENWA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (filter, problem) = log_filter(std::env::var_os("DENWA_LOG"));
     // Colour only for a person at a terminal; files and journald get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -178,6 +288,20 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    if let Some(problem) = problem {
+        tracing::warn!("{problem}");
+    }
+}
+
+/// One line per rule, with its conditions, so no two rules look alike:
+/// `rule 1: mon-fri 10:00-17:00 → ring 2 s, then announce closed.wav (6.8 s)`.
+fn describe_rule(number: usize, rule: &Rule) -> String {
+    let when = if rule.when.is_always() {
+        "any time".to_string()
+    } else {
+        rule.when.to_string()
+    };
+    format!("rule {number}: {when} → {}", rule.plan.describe())
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
@@ -190,15 +314,19 @@ fn check(path: &std::path::Path) -> ExitCode {
                 c.policy.numbers.len()
             );
             for n in c.policy.numbers.values() {
-                let actions: Vec<String> = n.rules.iter().map(|r| r.plan.describe()).collect();
                 println!(
-                    "  {} ({}, \"{}\"): {} rule(s): {}",
+                    "  {} ({}, \"{}\"): {} rule(s)",
                     n.name,
                     n.number,
                     n.label,
-                    n.rules.len(),
-                    actions.join("; ")
+                    n.rules.len()
                 );
+                for (i, rule) in n.rules.iter().enumerate() {
+                    println!("    {}", describe_rule(i + 1, rule));
+                }
+            }
+            for w in &c.warnings {
+                println!("warning: {w}");
             }
             ExitCode::SUCCESS
         }
@@ -225,11 +353,11 @@ fn quiet_on_closed_pipe() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => {
+        Command::Check(ConfigArg { config }) => {
             quiet_on_closed_pipe();
             check(&config)
         }
-        Command::Status { config } => {
+        Command::Status(ConfigArg { config }) => {
             quiet_on_closed_pipe();
             status(&config)
         }
@@ -286,7 +414,7 @@ fn main() -> ExitCode {
                 json,
             })
         }
-        Command::Run { config: path } => {
+        Command::Run(ConfigArg { config: path }) => {
             init_logging(cli.log_format);
             let config = match config::load(&path) {
                 Ok(c) => c,
@@ -313,5 +441,144 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use denwa::policy::{Action, DaySet, HourRange, Hours, Plan, PromptRef, When};
+    use std::time::Duration;
+
+    fn status_written_at(updated_at: jiff::Timestamp) -> StatusFile {
+        serde_json::from_value(serde_json::json!({
+            "updated_at": updated_at,
+            "pid": 4242,
+            "listen": "127.0.0.1:5060",
+            "active_calls": 0,
+            "media": {"rtp_packets_sent": 0, "rtp_send_errors": 0, "pacing_slips": 0, "peers_learned": 0},
+            "registrations": [],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn status_is_stale_after_three_missed_refreshes_and_gone_without_its_process() {
+        let written: jiff::Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        let status = status_written_at(written);
+        // Files from before the interval was written in: every 5 s.
+        assert_eq!(status.refresh_every(), Duration::from_secs(5));
+        let at = |secs: i64| written + jiff::SignedDuration::from_secs(secs);
+        assert_eq!(liveness(&status, at(4), true), Liveness::Running);
+        assert_eq!(liveness(&status, at(15), true), Liveness::Running);
+        assert_eq!(liveness(&status, at(16), true), Liveness::Stale);
+        assert_eq!(liveness(&status, at(2), false), Liveness::Gone);
+        // A clock that went backwards is not staleness.
+        assert_eq!(liveness(&status, at(-60), true), Liveness::Running);
+    }
+
+    #[test]
+    fn a_process_that_exited_does_not_exist() {
+        assert!(process_exists(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!process_exists(pid));
+        assert!(!process_exists(0), "0 is a process group, not a process");
+        assert!(!process_exists(u32::MAX));
+    }
+
+    fn announce(days: Option<&str>, hours: Option<&str>, answer_after_ms: u64, repeat: u32) -> Rule {
+        Rule {
+            when: When {
+                days: days.map(|d| DaySet::parse(d).unwrap()),
+                hours: hours.map(|h| Hours(vec![HourRange::parse(h).unwrap()])),
+                ..When::default()
+            },
+            plan: Plan::single(Action::Announce {
+                prompt: PromptRef {
+                    name: "closed.wav".into(),
+                    duration: Duration::from_millis(6800),
+                },
+                repeat,
+                answer_after: Duration::from_millis(answer_after_ms),
+            }),
+        }
+    }
+
+    #[test]
+    fn check_shows_each_rule_with_its_conditions() {
+        assert_eq!(
+            describe_rule(1, &announce(Some("mon-fri"), Some("10:00-17:00"), 2000, 1)),
+            "rule 1: mon-fri 10:00-17:00 → ring 2 s, then announce closed.wav (6.8 s)"
+        );
+        assert_eq!(
+            describe_rule(2, &announce(Some("sat,sun"), None, 0, 2)),
+            "rule 2: sat,sun → announce closed.wav (6.8 s) x2"
+        );
+        assert_eq!(
+            describe_rule(3, &announce(None, Some("22:00-06:00"), 1500, 1)),
+            "rule 3: 22:00-06:00 → ring 1.5 s, then announce closed.wav (6.8 s)"
+        );
+        assert_eq!(
+            describe_rule(4, &announce(None, None, 0, 1)),
+            "rule 4: any time → announce closed.wav (6.8 s)"
+        );
+    }
+
+    #[test]
+    fn every_flag_and_subcommand_has_help() {
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        let mut missing = Vec::new();
+        let mut visit = vec![cli];
+        while let Some(cmd) = visit.pop() {
+            if cmd.get_about().is_none() && cmd.get_name() != "denwa" {
+                missing.push(format!("subcommand {}", cmd.get_name()));
+            }
+            for arg in cmd.get_arguments() {
+                if arg.get_help().is_none() {
+                    missing.push(format!("{} --{}", cmd.get_name(), arg.get_id()));
+                }
+                // A plain on/off flag's implicit true/false need no words of their own.
+                let switch = matches!(arg.get_action(), clap::ArgAction::SetTrue | clap::ArgAction::SetFalse);
+                for value in arg.get_possible_values().into_iter().filter(|_| !switch) {
+                    if value.get_help().is_none() {
+                        missing.push(format!("{} --{} {}", cmd.get_name(), arg.get_id(), value.get_name()));
+                    }
+                }
+            }
+            visit.extend(cmd.get_subcommands().cloned());
+        }
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
+
+    #[test]
+    fn a_bad_log_filter_is_reported_and_info_used() {
+        for (value, reason) in [
+            ("xyz=", "\"xyz=\" has no level after \"=\""),
+            (
+                "info,debgu",
+                "\"debgu\" is not a level (trace, debug, info, warn, error, off)",
+            ),
+        ] {
+            let (_, problem) = log_filter(Some(value.into()));
+            assert_eq!(
+                problem.unwrap(),
+                format!("DENWA_LOG={value:?}: {reason}; using \"info\"")
+            );
+        }
+        // tracing's own parse errors, e.g. an unknown level.
+        let (_, problem) = log_filter(Some("denwa=loud".into()));
+        let problem = problem.expect("reported");
+        assert!(
+            problem.starts_with("DENWA_LOG=\"denwa=loud\": ") && problem.ends_with("; using \"info\""),
+            "{problem}"
+        );
+        for good in ["debug", "INFO,denwa::sip=trace", "warn,tokio=debug", "denwa"] {
+            assert!(log_filter(Some(good.into())).1.is_none(), "{good}");
+        }
+        assert!(log_filter(None).1.is_none());
     }
 }

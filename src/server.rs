@@ -215,13 +215,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             call_log.close();
             return Ok(());
         }
-        let deadline = engine.poll_timeout().map(tokio::time::Instant::from_std);
-        let timer = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
+        // Wake for the status file too: an idle engine must still show it is alive.
+        let status_due = last_status + STATUS_EVERY;
+        let deadline = engine.poll_timeout().map_or(status_due, |t| t.min(status_due));
+        let timer = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
         tokio::select! {
             received = socket.recv_from(&mut buf) => {
                 let now = now();
@@ -289,6 +286,10 @@ const STATUS_EVERY: Duration = Duration::from_secs(5);
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct StatusFile {
     pub updated_at: jiff::Timestamp,
+    /// How often the engine rewrites this file, even when nothing changed
+    /// (missing in files from older versions, which wrote every 5 s).
+    #[serde(default = "status_every_s")]
+    pub refresh_every_s: u64,
     pub pid: u32,
     pub listen: SocketAddr,
     pub active_calls: usize,
@@ -296,10 +297,26 @@ pub struct StatusFile {
     pub registrations: Vec<serde_json::Value>,
 }
 
+fn status_every_s() -> u64 {
+    STATUS_EVERY.as_secs()
+}
+
+impl StatusFile {
+    /// How old the report is at `now` (zero if the clocks disagree).
+    pub fn age(&self, now: jiff::Timestamp) -> Duration {
+        Duration::try_from(now.duration_since(self.updated_at)).unwrap_or(Duration::ZERO)
+    }
+
+    pub fn refresh_every(&self) -> Duration {
+        Duration::from_secs(self.refresh_every_s.max(1))
+    }
+}
+
 /// Written atomically (temp file + rename), so a reader never sees half.
 fn write_status(path: &Path, engine: &Engine, media: MediaCounters, listen: SocketAddr) {
     let status = StatusFile {
         updated_at: jiff::Timestamp::now(),
+        refresh_every_s: status_every_s(),
         pid: std::process::id(),
         listen,
         active_calls: engine.active_calls(),

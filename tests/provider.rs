@@ -322,3 +322,122 @@ fn calls_through_the_provider_reach_each_number_and_direct_calls_are_refused() {
     assert_eq!(denwa.call_log().len(), ACCOUNTS.len() + 1);
     assert!(denwa.log().contains("refused a call from an untrusted source"));
 }
+
+// ----- a provider that restarts and forgets every binding -------------------
+//
+// Kamailio keeps its bindings in memory only, so a restart forgets them all,
+// as a provider's crashed registrar would. denwa pings it every 5 s with
+// OPTIONS (`keepalive = "5s"`); what it can notice is a request that needed
+// retransmissions or went unanswered. Each phase below stops Kamailio at a
+// chosen point of that cycle and requires every number to be registered at
+// the restarted Kamailio within 5 s of its return: a retransmission reaches
+// it within T2 (4 s), and the REGISTER and its digest round trip on loopback
+// take milliseconds.
+//
+// Not tested, because no user agent can meet it: an outage that falls
+// entirely between two pings (say 2 s starting 1 s after one, with 5 s
+// pings). Every request denwa sends is answered at once, nothing was lost or
+// retransmitted, and OPTIONS answers carry nothing that shows a restart; the
+// lost binding is only restored by the next refresh (at three quarters of
+// the granted expiry). A shorter `expires` or keep-alive narrows that window.
+
+/// The moment the next keep-alive of `user` reaches Kamailio (polled from
+/// its log, so within ~10 ms).
+fn next_ping(kamailio: &Kamailio, user: &str) -> Instant {
+    let pings = || kamailio.log().matches(&format!("OPTIONS from {user}\n")).count();
+    let seen = pings();
+    wait_until("a keep-alive", Duration::from_secs(8), || pings() > seen);
+    Instant::now()
+}
+
+/// The moment the next successful REGISTER of `user` is logged.
+fn next_save(kamailio: &Kamailio, user: &str) -> Instant {
+    let seen = kamailio.saved(user);
+    wait_until("a refresh", Duration::from_secs(12), || kamailio.saved(user) > seen);
+    Instant::now()
+}
+
+fn sleep_until(at: Instant) {
+    std::thread::sleep(at.saturating_duration_since(Instant::now()));
+}
+
+fn wait_all_registered(denwa: &Denwa) {
+    for (line, _, _) in ACCOUNTS {
+        wait_until(&format!("{line} registered"), Duration::from_secs(10), || {
+            state_of(denwa, line) == "registered"
+        });
+    }
+}
+
+/// Stop Kamailio at `stop_at` for `outage`, start it afresh, and require
+/// every number to be saved by the new process within 5 s of its return.
+fn restart_and_expect_reregistration(kamailio: &mut Kamailio, denwa: &Denwa, stop_at: Instant, outage: Duration) {
+    sleep_until(stop_at);
+    let before: Vec<usize> = ACCOUNTS.iter().map(|(_, user, _)| kamailio.saved(user)).collect();
+    kamailio.stop();
+    std::thread::sleep(outage);
+    kamailio.spawn();
+    let back = Instant::now();
+    for ((line, user, _), before) in ACCOUNTS.iter().zip(before) {
+        let limit = Duration::from_secs(5).saturating_sub(back.elapsed());
+        wait_until(
+            &format!("{line} registered again at the restarted provider"),
+            limit,
+            || kamailio.saved(user) > before,
+        );
+    }
+    let took = back.elapsed();
+    assert!(
+        took <= Duration::from_secs(5),
+        "registered again {took:?} after the provider's return"
+    );
+    for (line, _, _) in ACCOUNTS {
+        assert_eq!(state_of(denwa, line), "registered", "{line}");
+    }
+}
+
+/// 2 s down from just before a ping: the ping is retransmitted until one
+/// copy reaches the restarted Kamailio, and that answer after
+/// retransmissions makes denwa register again.
+#[test]
+fn provider_restart_2s_just_before_a_ping_is_noticed() {
+    let mut kamailio = Kamailio::start("restart-ping");
+    // A long grant: no refresh falls inside the test, so only noticing the
+    // restart can register the numbers again.
+    let denwa = denwa_at(&kamailio, "restart-ping", 300, None);
+    wait_all_registered(&denwa);
+    let ping = next_ping(&kamailio, ACCOUNTS[0].1);
+    let stop_at = ping + Duration::from_millis(4700);
+    restart_and_expect_reregistration(&mut kamailio, &denwa, stop_at, Duration::from_secs(2));
+}
+
+/// 7 s down from 1 s after a ping, so the next ping (and its first three
+/// retransmissions) are lost; the one after the return is answered.
+#[test]
+fn provider_restart_7s_spanning_a_ping_is_noticed() {
+    let mut kamailio = Kamailio::start("restart-span");
+    let denwa = denwa_at(&kamailio, "restart-span", 300, None);
+    wait_all_registered(&denwa);
+    let ping = next_ping(&kamailio, ACCOUNTS[0].1);
+    let stop_at = ping + Duration::from_secs(1);
+    restart_and_expect_reregistration(&mut kamailio, &denwa, stop_at, Duration::from_secs(7));
+}
+
+/// 40 s down from 1 s before a refresh (10 s grants, refreshed every 8 s):
+/// the refresh goes unanswered until Timer F (32 s), the binding lapses,
+/// and the next REGISTER goes out at once and is retransmitted every T2 until
+/// the restarted Kamailio answers it.
+#[test]
+fn provider_restart_40s_spanning_a_register_timeout_is_noticed() {
+    let mut kamailio = Kamailio::start("restart-long");
+    let denwa = denwa_at(&kamailio, "restart-long", 10, None);
+    wait_all_registered(&denwa);
+    let refreshed = next_save(&kamailio, ACCOUNTS[0].1);
+    let stop_at = refreshed + Duration::from_secs(7);
+    restart_and_expect_reregistration(&mut kamailio, &denwa, stop_at, Duration::from_secs(40));
+    assert!(
+        denwa.log().contains("no response from the registrar"),
+        "the refresh timed out during the outage:\n{}",
+        denwa.log()
+    );
+}

@@ -191,7 +191,10 @@ impl Call {
             break;
         }
         if !skipped.is_empty() {
-            self.record.note = Some(format!("{} not available in this version: fell through", skipped.join(", ")));
+            self.record.note = Some(format!(
+                "{} not available in this version: fell through",
+                skipped.join(", ")
+            ));
         }
     }
 

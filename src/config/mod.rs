@@ -271,7 +271,13 @@ pub struct ConfigError {
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}: ", self.file.display(), self.line)?;
+        // Line 0: the problem has no place in the file (it could not be
+        // read, or a default is at fault); "file:0:" would send an editor astray.
+        if self.line == 0 {
+            write!(f, "{}: ", self.file.display())?;
+        } else {
+            write!(f, "{}:{}: ", self.file.display(), self.line)?;
+        }
         if !self.key.is_empty() {
             write!(f, "{}: ", self.key)?;
         }
@@ -381,32 +387,70 @@ fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
     Ok((a, b))
 }
 
+/// Why a config file could not be read, and what to do about it.
+fn unreadable(e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::NotFound => "cannot read it: no such file (give another with --config)".into(),
+        ErrorKind::PermissionDenied => {
+            "cannot read it: permission denied (make it readable by the user denwa runs as)".into()
+        }
+        ErrorKind::InvalidData => "cannot read it: it is not UTF-8 text (save it as UTF-8)".into(),
+        ErrorKind::IsADirectory => "cannot read it: it is a directory, not a config file".into(),
+        _ => format!("cannot read it: {e}"),
+    }
+}
+
+fn read_config(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| unreadable(&e))
+}
+
+/// The status file when `[records] status` is not set: named after the
+/// config file, so that two configs in one folder never share one.
+fn default_status_path(config: &Path) -> String {
+    let stem = config.file_stem().and_then(|s| s.to_str()).unwrap_or("denwa");
+    format!("../var/{stem}.status.json")
+}
+
+/// `[records] status`, relative to the config's folder, or the default.
+fn status_path(config: &Path, configured: Option<&str>) -> PathBuf {
+    let base = config.parent().unwrap_or(Path::new("."));
+    match configured {
+        Some(path) => base.join(path),
+        None => base.join(default_status_path(config)),
+    }
+}
+
 /// Where the running engine of this config writes its status, without
 /// validating the rest (so `denwa status` needs no secrets).
 pub fn status_file_of(path: &Path) -> Result<PathBuf, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = read_config(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let value: toml::Table = toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
-    let relative = value
+    let configured = value
         .get("records")
         .and_then(|r| r.get("status"))
-        .and_then(|s| s.as_str())
-        .unwrap_or("../var/status.json");
-    Ok(path.parent().unwrap_or(Path::new(".")).join(relative))
+        .and_then(|s| s.as_str());
+    Ok(status_path(path, configured))
 }
 
-/// The mode file sits next to the status file.
+/// The mode file sits next to the status file, named like it
+/// (`shop.status.json` → `shop.modes.json`), so configs never share one.
 pub fn mode_file_of(status_file: &Path) -> PathBuf {
-    status_file.with_file_name("modes.json")
+    let name = status_file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    match name.strip_suffix(".status.json") {
+        Some(stem) => status_file.with_file_name(format!("{stem}.modes.json")),
+        None => status_file.with_file_name("modes.json"),
+    }
 }
 
 /// Load and validate a config file, loading every prompt it names.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let source = std::fs::read_to_string(path).map_err(|e| {
+    let source = read_config(path).map_err(|message| {
         ConfigErrors(vec![ConfigError {
             file: path.to_owned(),
             line: 0,
             key: String::new(),
-            message: format!("cannot read the config file: {e}"),
+            message,
         }])
     })?;
     parse(path, &source)
@@ -735,7 +779,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
     drop(prompts);
     ck.warnings.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     let call_log = base.join(file.records.call_log.as_deref().unwrap_or("../var/calls.jsonl"));
-    let status_file = base.join(file.records.status.as_deref().unwrap_or("../var/status.json"));
+    let status_file = status_path(path, file.records.status.as_deref());
     Ok(Config {
         path: path.to_owned(),
         settings: Settings {

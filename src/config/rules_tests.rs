@@ -76,7 +76,11 @@ ring = {{ phones = [\"desk\", \"mobile\"], order = \"in-turn\", timeout = \"40s\
         )
     );
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
-    assert!(c.settings.mode_file.ends_with("modes.json"));
+    assert!(
+        c.settings.mode_file.ends_with("var/shop.modes.json"),
+        "{:?}",
+        c.settings.mode_file
+    );
     // Culture Day (Tuesday): rule 1 says why not.
     let Decision::Route { why, .. } = c
         .policy

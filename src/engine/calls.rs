@@ -114,7 +114,11 @@ impl Engine {
             asserted: req.msg.header("P-Asserted-Identity").map(message::uri_of),
             privacy: req.msg.header("Privacy"),
         });
-        let line_name = self.policy.line_for(&lookup).map(|n| n.name.clone()).unwrap_or_default();
+        let line_name = self
+            .policy
+            .line_for(&lookup)
+            .map(|n| n.name.clone())
+            .unwrap_or_default();
         let active_calls = self.calls.values().filter(|e| e.line == line_name).count() as u32;
         let repeat_key = (line_name.clone(), normalised.number().unwrap_or("").to_string());
         let earlier = self.recent_callers.earlier(&repeat_key, now.wall);
@@ -148,7 +152,11 @@ impl Engine {
         };
         // The first step this version can carry out: ringing staff phones
         // and voicemail fall through to the rule's next step until they land.
-        let prompt = match plan.steps.iter().find(|s| matches!(s, Action::Announce { .. } | Action::Reject { .. })) {
+        let prompt = match plan
+            .steps
+            .iter()
+            .find(|s| matches!(s, Action::Announce { .. } | Action::Reject { .. }))
+        {
             Some(&Action::Reject { status }) => {
                 info!(%line, %why, status, "call rejected by the rule");
                 self.reject_invite(now, &req, &key, status, message::reason_phrase(status));

@@ -83,7 +83,13 @@ impl Action {
             } => {
                 let mut text = String::new();
                 if !answer_after.is_zero() {
-                    text.push_str(&format!("ring {:.0} s, then ", answer_after.as_secs_f64()));
+                    let secs = answer_after.as_secs_f64();
+                    let secs = if secs.fract() == 0.0 {
+                        format!("{secs:.0}")
+                    } else {
+                        format!("{secs:.1}")
+                    };
+                    text.push_str(&format!("ring {secs} s, then "));
                 }
                 text.push_str(&format!(
                     "announce {} ({:.1} s)",
