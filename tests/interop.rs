@@ -101,3 +101,65 @@ fn garbage_and_oversized_datagrams_do_not_stop_the_next_call() {
     denwa.sipp("announce.xml", "short", &keys);
     check_stream(&sink.packets.join().unwrap(), 0, 50);
 }
+
+/// Callers on this machine may call.
+const LOCAL_CALLERS: &str = "[sip]\ntrusted_sources = [\"127.0.0.0/8\"]\n";
+
+/// A number whose announcement lasts 50 s, and a 2 s RTP timeout.
+const LONG_CALLS: &str = "[numbers.long]\nregister = false\nnumber = \"0501110008\"\n[[numbers.long.rules]]\nannounce = \"five.wav\"\nrepeat = 10\n[media]\nrtp_timeout = \"2s\"\n";
+
+#[test]
+fn hold_stops_our_audio_and_resume_restarts_it() {
+    let denwa = Denwa::start("hold");
+    let sink = RtpSink::start_until_quiet_for(Duration::from_secs(4));
+    denwa.sipp("hold.xml", "five", &sink.keys(0, "PCMU"));
+    let packets = sink.packets.join().unwrap();
+    // Answered at 0, held at ~1.5 s, resumed at ~3.5 s, hung up at 5 s.
+    let gaps: Vec<(usize, Duration)> = packets
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| (i, w[1].0 - w[0].0))
+        .filter(|(_, gap)| *gap > Duration::from_millis(500))
+        .collect();
+    assert_eq!(gaps.len(), 1, "one silence, the hold: {gaps:?}");
+    let (at, gap) = gaps[0];
+    assert!(
+        gap >= Duration::from_millis(1700) && gap <= Duration::from_millis(2600),
+        "hold lasted {gap:?}"
+    );
+    let (before, after) = (at + 1, packets.len() - at - 1);
+    assert!((60..=90).contains(&before), "{before} packets before the hold");
+    assert!(after >= 40, "only {after} packets after the resume");
+    let calls = denwa.wait_for_calls(1);
+    assert_eq!(calls[0]["hung_up_by"], "denwa");
+}
+
+#[test]
+fn a_caller_whose_audio_stops_is_hung_up_after_the_rtp_timeout() {
+    let denwa = Denwa::start_with("silent", LOCAL_CALLERS, LONG_CALLS, &[]);
+    denwa.sipp("silent_caller.xml", "long", &[]);
+    let calls = denwa.wait_for_calls(1);
+    let c = &calls[0];
+    assert_eq!(c["hung_up_by"], "denwa", "{c}");
+    assert!(
+        c["note"].as_str().unwrap_or("").contains("audio stopped for 2 s"),
+        "{c}"
+    );
+    let answered: jiff::Timestamp = c["answered_at"].as_str().unwrap().parse().unwrap();
+    let ended: jiff::Timestamp = c["ended_at"].as_str().unwrap().parse().unwrap();
+    let talk = ended.duration_since(answered).as_millis();
+    // 7 s of the caller's audio, then 2 s of silence (not the 50 s prompt).
+    assert!((8_500..=11_000).contains(&talk), "hung up after {talk} ms: {c}");
+    assert!(c["audio"]["packets_received"].as_u64().unwrap() > 200, "{c}");
+}
+
+#[test]
+fn dtmf_from_the_caller_is_in_the_call_log() {
+    let denwa = Denwa::start_with("dtmf", LOCAL_CALLERS, LONG_CALLS, &[]);
+    denwa.sipp("dtmf.xml", "long", &[]);
+    let calls = denwa.wait_for_calls(1);
+    let c = &calls[0];
+    assert_eq!(c["digits"], "1#", "{c}");
+    assert_eq!(c["hung_up_by"], "caller");
+    assert!(c["audio"]["packets_sent"].as_u64().unwrap() > 50, "{c}");
+}

@@ -245,16 +245,22 @@ impl RtpSink {
     }
 
     pub fn start() -> RtpSink {
+        RtpSink::start_until_quiet_for(Duration::from_millis(1500))
+    }
+
+    /// Collect until the stream has been quiet for `idle` (a hold is longer
+    /// than the usual end-of-stream pause).
+    pub fn start_until_quiet_for(idle: Duration) -> RtpSink {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = socket.local_addr().unwrap().port();
         let packets = std::thread::spawn(move || {
             let mut got = Vec::new();
             let mut buf = [0u8; 2048];
-            // Wait up to 15 s for the first packet, then until 1.5 s of silence.
+            // Wait up to 15 s for the first packet, then until `idle` of silence.
             socket.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
             while let Ok(n) = socket.recv(&mut buf) {
                 got.push((Instant::now(), buf[..n].to_vec()));
-                socket.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+                socket.set_read_timeout(Some(idle)).unwrap();
             }
             got
         });
