@@ -55,6 +55,8 @@ pub enum Output {
     },
     /// A command for the media thread.
     Media(MediaCommand),
+    /// The staff phones' bindings changed: save this (restored at the next start).
+    PhoneBindings(crate::sip::registrar::BindingsSnapshot),
     CallEnded(Box<CallRecord>),
 }
 
@@ -78,6 +80,7 @@ enum TimerKey {
     Call(CallKey),
     Registration(usize),
     Keepalive(usize),
+    Registrar,
 }
 
 /// Who started a client transaction.
@@ -87,6 +90,8 @@ enum TxOwner {
     Call(CallKey),
     Registration(usize),
     KeepAlive(usize),
+    /// An OPTIONS ping to a staff phone's binding.
+    Qualify(crate::sip::registrar::BindingId),
 }
 
 struct InviteTxEntry {
@@ -149,6 +154,10 @@ pub struct Engine {
     provider_silent: Vec<bool>,
     /// Answer budget and first-sighting log for untrusted sources.
     refusals: Refusals,
+    /// The staff phones' registrar, once the shell sets it up.
+    registrar: Option<crate::sip::registrar::Registrar>,
+    /// REGISTERs answered per source (a challenge to a spoofed one is a reflection).
+    register_budget: Refusals,
     pub stats: Stats,
 }
 
@@ -186,6 +195,8 @@ impl Engine {
             keepalive_running: Vec::new(),
             provider_silent: Vec::new(),
             refusals: Refusals::default(),
+            registrar: None,
+            register_budget: Refusals::with_budget(20.0, 10.0),
             stats: Stats::default(),
         }
     }
@@ -283,6 +294,15 @@ impl Engine {
     // ----- input: datagrams -------------------------------------------------
 
     pub fn handle_datagram(&mut self, now: Now, source: SocketAddr, data: &[u8]) {
+        // RFC 5626 keep-alive: a double CRLF gets a single one back; stray
+        // whitespace gets nothing.
+        if let Some(pong) = crate::sip::registrar::keepalive_pong(data) {
+            self.transmit(source, Arc::from(pong));
+            return;
+        }
+        if data.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
         match message::parse(data, source) {
             Err(e) => {
                 self.stats.dropped_unparseable += 1;
@@ -352,6 +372,11 @@ impl Engine {
     }
 
     fn on_request(&mut self, now: Now, req: Request) {
+        // Staff phones register from wherever they are; the registrar decides.
+        if req.method == Method::Register && self.registrar.is_some() {
+            self.on_register(now, req);
+            return;
+        }
         if !self.trusted(req.source) && !self.call_by_call_id.contains_key(&req.call_id) {
             self.refuse_untrusted(now, &req);
             return;
@@ -479,6 +504,7 @@ impl Engine {
             }
             TxOwner::Registration(i) => self.on_register_response(now, i, &resp, retransmitted),
             TxOwner::KeepAlive(i) => self.on_keepalive_answered(now, i, retransmitted),
+            TxOwner::Qualify(binding) => self.on_qualify_result(now, binding, true),
         }
     }
 
@@ -562,6 +588,7 @@ impl Engine {
                             }
                             TxOwner::Registration(i) => self.on_register_timeout(now, i),
                             TxOwner::KeepAlive(i) => self.on_keepalive_unanswered(now, i),
+                            TxOwner::Qualify(binding) => self.on_qualify_result(now, binding, false),
                         }
                     }
                     Some(_) => {
@@ -571,6 +598,7 @@ impl Engine {
                 }
             }
             TimerKey::Registration(i) => self.registration_timer(now, i),
+            TimerKey::Registrar => self.registrar_timer(now),
             TimerKey::Keepalive(i) => self.keepalive_timer(now, i),
             TimerKey::Call(key) => {
                 if let Some(entry) = self.calls.get_mut(&key)
@@ -640,15 +668,28 @@ impl RecentCallers {
 /// `BURST`, refilled at `PER_SECOND`. Bounded: past `MAX_SOURCES` the table
 /// starts over (a spoofing flood from many addresses then gets at most one
 /// answer per address per reset).
-#[derive(Default)]
 struct Refusals {
     buckets: HashMap<IpAddr, (f64, Instant)>,
+    burst: f64,
+    per_second: f64,
+}
+
+impl Default for Refusals {
+    fn default() -> Self {
+        Refusals::with_budget(5.0, 2.0)
+    }
 }
 
 impl Refusals {
-    const BURST: f64 = 5.0;
-    const PER_SECOND: f64 = 2.0;
     const MAX_SOURCES: usize = 4096;
+
+    fn with_budget(burst: f64, per_second: f64) -> Refusals {
+        Refusals {
+            buckets: HashMap::new(),
+            burst,
+            per_second,
+        }
+    }
 
     fn seen(&self, ip: IpAddr) -> bool {
         self.buckets.contains_key(&ip)
@@ -658,9 +699,9 @@ impl Refusals {
         if self.buckets.len() >= Self::MAX_SOURCES && !self.buckets.contains_key(&ip) {
             self.buckets.clear();
         }
-        let (tokens, last) = self.buckets.entry(ip).or_insert((Self::BURST, now));
-        let refill = now.saturating_duration_since(*last).as_secs_f64() * Self::PER_SECOND;
-        *tokens = (*tokens + refill).min(Self::BURST);
+        let (tokens, last) = self.buckets.entry(ip).or_insert((self.burst, now));
+        let refill = now.saturating_duration_since(*last).as_secs_f64() * self.per_second;
+        *tokens = (*tokens + refill).min(self.burst);
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
@@ -672,9 +713,12 @@ impl Refusals {
 }
 
 mod calls;
+mod phones;
 mod registrations;
 
 #[cfg(test)]
 mod dialog_tests;
+#[cfg(test)]
+mod phone_tests;
 #[cfg(test)]
 mod tests;

@@ -15,6 +15,7 @@ use crate::config::{self, Config};
 use crate::engine::{Engine, EngineConfig, Now, Output, PortAllocator};
 use crate::media::{MediaCommand, MediaCounters, MediaEvent, MediaHandle, PortPool, PortReleaser};
 use crate::sip::register::RegistrationConfig;
+use crate::sip::registrar::{BindingsSnapshot, Registrar, RegistrarConfig};
 use crate::sip::transaction::Timers;
 
 fn now() -> Now {
@@ -152,6 +153,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             jiff::Timestamp::now(),
         );
     }
+    let bindings_file = config::bindings_file_of(&settings.status_file);
+    let phones = settings.phones.registering();
+    if !phones.is_empty() {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let realm = settings.registrar_realm.clone();
+        let cfg = RegistrarConfig::new(
+            realm,
+            SocketAddr::new(settings.advertise, local.port()),
+            &settings.user_agent,
+        );
+        engine.set_registrar(Registrar::new(cfg, phones, secret, Instant::now()));
+        if let Some(snapshot) = load_bindings(&bindings_file) {
+            let kept = engine.restore_bindings(now(), snapshot);
+            info!(kept, file = %bindings_file.display(), "staff phone bindings restored");
+        }
+    }
     engine.start(now());
     info!(
         shop = %config.policy.shop_name,
@@ -189,6 +207,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     }
                 }
                 Output::Media(command) => media.send(command),
+                Output::PhoneBindings(snapshot) => save_bindings(&bindings_file, &snapshot),
                 Output::CallEnded(record) => {
                     info!(
                         call_id = %record.call_id,
@@ -257,13 +276,35 @@ fn handle_media_event(engine: &mut Engine, releaser: &PortReleaser, event: Media
     engine.handle_media_event(now(), event);
 }
 
+/// The staff phones' bindings, written whole (temp file + rename).
+fn save_bindings(path: &Path, snapshot: &BindingsSnapshot) {
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(snapshot).expect("bindings serialise"))?;
+        std::fs::rename(&tmp, path)
+    };
+    if let Err(e) = write() {
+        warn!(path = %path.display(), error = %e, "cannot save the staff phones' bindings");
+    }
+}
+
+fn load_bindings(path: &Path) -> Option<BindingsSnapshot> {
+    let bytes = std::fs::read(path).ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "ignoring an unreadable bindings file");
+            None
+        }
+    }
+}
+
 fn handle_datagram(engine: &mut Engine, settings: &config::Settings, now: Now, from: SocketAddr, data: &[u8]) {
     if data.len() > settings.max_message_bytes {
         debug!(%from, bytes = data.len(), "dropped oversized datagram");
-        return;
-    }
-    // A keep-alive (RFC 5626 CRLF ping) or stray whitespace: nothing to do.
-    if data.iter().all(|b| b.is_ascii_whitespace()) {
         return;
     }
     engine.handle_datagram(now, from, data);

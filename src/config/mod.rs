@@ -56,6 +56,8 @@ struct SipSection {
     max_message_bytes: Option<Spanned<usize>>,
     /// Besides the provider, who may deliver calls (addresses or CIDR ranges).
     trusted_sources: Option<Spanned<Vec<String>>>,
+    /// The digest realm staff phones authenticate in.
+    realm: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -144,6 +146,8 @@ pub struct Settings {
     pub keepalive_method: KeepAlive,
     /// No RTP from a caller for this long ends the call (zero: never).
     pub rtp_timeout: Duration,
+    /// The digest realm staff phones authenticate in (`sip.realm`, default "denwa").
+    pub registrar_realm: String,
     /// The staff phones rules can ring.
     pub phones: Phones,
     /// Where `denwa mode` writes each line's mode (JSON, next to the status file).
@@ -440,6 +444,16 @@ pub fn mode_file_of(status_file: &Path) -> PathBuf {
     match name.strip_suffix(".status.json") {
         Some(stem) => status_file.with_file_name(format!("{stem}.modes.json")),
         None => status_file.with_file_name("modes.json"),
+    }
+}
+
+/// Where the staff phones' bindings are kept across restarts: next to the
+/// status file, named like it (`shop.status.json` → `shop.phones.json`).
+pub fn bindings_file_of(status_file: &Path) -> PathBuf {
+    let name = status_file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    match name.strip_suffix(".status.json") {
+        Some(stem) => status_file.with_file_name(format!("{stem}.phones.json")),
+        None => status_file.with_file_name("phones.json"),
     }
 }
 
@@ -796,6 +810,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
             keepalive,
             keepalive_method,
             rtp_timeout,
+            registrar_realm: file.sip.realm.clone().unwrap_or_else(|| "denwa".into()),
             phones,
         },
         policy: Arc::new(Policy {

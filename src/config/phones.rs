@@ -73,6 +73,23 @@ pub struct Phone {
 pub struct Phones(pub BTreeMap<String, Phone>);
 
 impl Phones {
+    /// The phones that register with denwa, as its registrar takes them.
+    pub fn registering(&self) -> std::collections::HashMap<String, crate::sip::registrar::PhoneConfig> {
+        self.0
+            .values()
+            .filter_map(|p| match &p.reach {
+                PhoneReach::Registers { password } => Some((
+                    p.name.clone(),
+                    crate::sip::registrar::PhoneConfig {
+                        secret: crate::sip::digest_server::PhoneSecret::password(password.clone()),
+                        qualify: (!p.qualify.is_zero()).then_some(p.qualify),
+                    },
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn get(&self, name: &str) -> Option<&Phone> {
         self.0.get(name)
     }

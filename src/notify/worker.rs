@@ -21,7 +21,9 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// sends. No queue bookkeeping (see [`Queue::on_result`]).
 pub fn attempt(delivery: &Delivery, store: &VoicemailStore, config: &NotifyConfig) -> Attempt {
     let Some(channel) = config.channel(&delivery.channel) else {
-        return Attempt::Permanent(format!("channel {:?} is no longer in [notify]", delivery.channel));
+        // Kept and retried: a reload may bring the channel back, and a
+        // message is never dropped silently (it gives up loudly, in time).
+        return Attempt::Failed(format!("channel {:?} is no longer in [notify]", delivery.channel));
     };
     let message = match store.get(&delivery.message_id) {
         Ok(m) => m,
@@ -160,6 +162,14 @@ fn worker_loop(
     let clock = jiff::Timestamp::now;
     let stop = || stopping.load(Ordering::Relaxed);
     while !stop() {
+        // A reload sent before a message was queued must be in force before
+        // that message is tried (the thread may start late on a busy machine).
+        while let Ok(cmd) = rx.try_recv() {
+            if let Command::Reload(new) = cmd {
+                queue.set_retry(new.retry);
+                config = *new;
+            }
+        }
         if let Err(e) = run_due(&queue, &store, &config, &clock, &stop) {
             tracing::error!(error = %e, "voicemail notification queue: database error");
         }
