@@ -81,6 +81,8 @@ enum TimerKey {
     Registration(usize),
     Keepalive(usize),
     Registrar,
+    /// A staff phone leg's INVITE transaction.
+    Leg(crate::call::LegId),
 }
 
 /// Who started a client transaction.
@@ -92,6 +94,8 @@ enum TxOwner {
     KeepAlive(usize),
     /// An OPTIONS ping to a staff phone's binding.
     Qualify(crate::sip::registrar::BindingId),
+    /// A BYE to a staff phone leg.
+    LegBye(crate::call::LegId),
 }
 
 struct InviteTxEntry {
@@ -158,6 +162,15 @@ pub struct Engine {
     registrar: Option<crate::sip::registrar::Registrar>,
     /// REGISTERs answered per source (a challenge to a spoofed one is a reflection).
     register_budget: Refusals,
+    /// The staff phones rules may ring.
+    phones: crate::config::Phones,
+    /// Staff phone legs, and where their messages and media events find them.
+    legs: HashMap<crate::call::LegId, legs::Leg>,
+    leg_by_branch: HashMap<String, crate::call::LegId>,
+    leg_by_dialog: HashMap<DialogId, crate::call::LegId>,
+    leg_by_port: HashMap<u16, crate::call::LegId>,
+    /// Leg endpoints we asked media to close (each only once).
+    closing_ports: std::collections::HashSet<u16>,
     pub stats: Stats,
 }
 
@@ -197,6 +210,12 @@ impl Engine {
             refusals: Refusals::default(),
             registrar: None,
             register_budget: Refusals::with_budget(20.0, 10.0),
+            phones: Default::default(),
+            legs: HashMap::new(),
+            leg_by_branch: HashMap::new(),
+            leg_by_dialog: HashMap::new(),
+            leg_by_port: HashMap::new(),
+            closing_ports: Default::default(),
             stats: Stats::default(),
         }
     }
@@ -245,6 +264,7 @@ impl Engine {
                     rtt_ms: stats.round_trip_ms.map(|r| (r * 100.0).round() / 100.0),
                 };
                 let Some(key) = self.call_by_port.remove(&port) else {
+                    self.leg_media_closed(now, port, quality);
                     return;
                 };
                 self.call_input(now, key, CallInput::MediaClosed(quality));
@@ -253,6 +273,16 @@ impl Engine {
         };
         if let Some(&key) = self.call_by_port.get(&port) {
             self.call_input(now, key, input);
+        } else if let Some(call) = self
+            .leg_by_port
+            .get(&port)
+            .and_then(|l| self.legs.get(l))
+            .map(|l| l.call)
+        {
+            // The phone's side: only its silence matters to the call.
+            if let CallInput::RtpTimeout { .. } = input {
+                self.call_input(now, call, input);
+            }
         }
     }
 
@@ -377,6 +407,11 @@ impl Engine {
             self.on_register(now, req);
             return;
         }
+        // A staff phone's request inside its leg (BYE, hold, resume).
+        if let Some(leg) = self.leg_for_request(&req) {
+            self.on_leg_request(now, leg, req);
+            return;
+        }
         if !self.trusted(req.source) && !self.call_by_call_id.contains_key(&req.call_id) {
             self.refuse_untrusted(now, &req);
             return;
@@ -484,6 +519,10 @@ impl Engine {
     }
 
     fn on_response(&mut self, now: Now, resp: Response) {
+        if let Some(&leg) = self.leg_by_branch.get(&resp.branch) {
+            self.on_leg_response(now, leg, resp);
+            return;
+        }
         let Some(entry) = self.client_txs.get_mut(&resp.branch) else {
             debug!(call_id = %resp.call_id, code = resp.code, "stray response ignored");
             return;
@@ -505,6 +544,7 @@ impl Engine {
             TxOwner::Registration(i) => self.on_register_response(now, i, &resp, retransmitted),
             TxOwner::KeepAlive(i) => self.on_keepalive_answered(now, i, retransmitted),
             TxOwner::Qualify(binding) => self.on_qualify_result(now, binding, true),
+            TxOwner::LegBye(leg) => self.maybe_forget_leg(leg),
         }
     }
 
@@ -589,6 +629,7 @@ impl Engine {
                             TxOwner::Registration(i) => self.on_register_timeout(now, i),
                             TxOwner::KeepAlive(i) => self.on_keepalive_unanswered(now, i),
                             TxOwner::Qualify(binding) => self.on_qualify_result(now, binding, false),
+                            TxOwner::LegBye(leg) => self.maybe_forget_leg(leg),
                         }
                     }
                     Some(_) => {
@@ -599,6 +640,7 @@ impl Engine {
             }
             TimerKey::Registration(i) => self.registration_timer(now, i),
             TimerKey::Registrar => self.registrar_timer(now),
+            TimerKey::Leg(leg) => self.leg_timer(now, leg),
             TimerKey::Keepalive(i) => self.keepalive_timer(now, i),
             TimerKey::Call(key) => {
                 if let Some(entry) = self.calls.get_mut(&key)
@@ -713,6 +755,7 @@ impl Refusals {
 }
 
 mod calls;
+mod legs;
 mod phones;
 mod registrations;
 
@@ -720,5 +763,7 @@ mod registrations;
 mod dialog_tests;
 #[cfg(test)]
 mod phone_tests;
+#[cfg(test)]
+mod ring_tests;
 #[cfg(test)]
 mod tests;

@@ -153,6 +153,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             jiff::Timestamp::now(),
         );
     }
+    engine.set_phones(settings.phones.clone());
     let bindings_file = config::bindings_file_of(&settings.status_file);
     let phones = settings.phones.registering();
     if !phones.is_empty() {

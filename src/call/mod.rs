@@ -6,35 +6,41 @@
 //! are [`CallAction`]s, taken with [`Call::poll_action`]. The call never reads
 //! a clock or touches a socket, so a whole call runs on a virtual clock.
 //!
-//! Today a call has one leg, the caller's (the inbound UAS dialog and its
-//! media endpoint), and its plan starts with an announcement; ringing staff
-//! phones adds outbound legs here.
+//! A call has the caller's leg (the inbound UAS dialog and its media
+//! endpoint) and, while a ring step runs, one leg per staff phone device
+//! rung (see `ring`); the first to answer is bridged to the caller.
 
 pub mod record;
+mod ring;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use record::{AudioQuality, CallRecord, HungUpBy};
+pub use record::{AudioQuality, CallRecord, HungUpBy, LegRecord};
 
 use crate::clock::Now;
 use crate::media::prompt::Prompt;
 use crate::policy::{Action, Plan};
 use crate::sip::sdp::Negotiated;
 
-/// How long a finished call waits for its media endpoint's closing figures
+/// How long a finished call waits for its media endpoints' closing figures
 /// before writing its record without them.
 const STATS_WAIT: Duration = Duration::from_secs(1);
+
+/// A staff phone leg, as the engine names it.
+pub type LegId = u64;
 
 /// Where a call stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// 180 sent, answering at the answer timer.
+    /// Not answered yet: ringing before an announcement, or ringing staff phones.
     Ringing,
-    /// 200 sent: media plays (or waits for the ACK's SDP answer).
+    /// 200 sent: an announcement plays (or waits for the ACK's SDP answer).
     Answered,
-    /// We asked for a BYE and wait for its transaction to end.
+    /// A staff phone answered: the caller and the phone talk.
+    Bridged,
+    /// We asked for a BYE to the caller and wait for its transaction to end.
     HangingUp,
     /// Signalling is over; waiting for the media figures to write the record.
     Closing,
@@ -49,9 +55,18 @@ pub struct CallSetup {
     pub plan: Plan,
     /// The audio of the plan's announcement, resolved when the call arrived
     /// (a reload that replaces the file does not change a call in progress).
-    pub prompt: Arc<Prompt>,
+    pub prompt: Option<Arc<Prompt>>,
     /// Agreed media, when the INVITE carried an offer (else from the ACK).
     pub media: Option<Negotiated>,
+}
+
+/// A staff phone device the engine started ringing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegStarted {
+    pub leg: LegId,
+    pub phone: String,
+    /// The device's Contact, for the call log.
+    pub contact: String,
 }
 
 /// What happened, as the engine tells the call.
@@ -71,14 +86,26 @@ pub enum CallInput {
     ByeDone,
     /// The prompt was played in full.
     PlayFinished,
-    /// The caller's RTP stopped (not on hold) for this long.
+    /// The caller's (or, bridged, the phone's) RTP stopped for this long.
     RtpTimeout { silent_for: Duration },
     /// The caller pressed a key (RFC 4733).
     Dtmf(char),
     /// A re-INVITE or UPDATE changed the media (hold, resume, new address).
     MediaChanged(Negotiated),
-    /// The media endpoint closed, with its figures.
+    /// The caller's media endpoint closed, with its figures.
     MediaClosed(AudioQuality),
+    /// The INVITEs for a [`CallAction::RingPhones`] went out (none: nobody could be rung).
+    LegsStarted(Vec<LegStarted>),
+    /// A phone rings (180/183).
+    LegRinging(LegId),
+    /// A phone answered (its 2xx is ACKed by the engine).
+    LegAnswered(LegId),
+    /// A phone's INVITE ended without an answer: its final status (0: no response).
+    LegFailed { leg: LegId, status: u16 },
+    /// The bridged phone hung up (its BYE is answered by the engine).
+    LegHungUp(LegId),
+    /// A phone leg's media endpoint closed, with its figures.
+    LegMediaClosed(LegId, AudioQuality),
     /// denwa is stopping.
     Shutdown,
 }
@@ -100,6 +127,15 @@ pub enum CallAction {
     Hangup,
     /// Close the caller's media endpoint; report [`CallInput::MediaClosed`].
     CloseMedia,
+    /// Ring these staff phones (every device each has); report
+    /// [`CallInput::LegsStarted`] at once.
+    RingPhones { phones: Vec<String> },
+    /// Stop ringing this leg (CANCEL).
+    CancelLeg(LegId),
+    /// Relay media between the caller and this answered leg.
+    Bridge(LegId),
+    /// Send BYE to this answered leg (a late answer, or the call is over).
+    HangupLeg(LegId),
     /// The call is over: log this record and forget the call.
     Ended(Box<CallRecord>),
 }
@@ -108,6 +144,10 @@ pub enum CallAction {
 enum Timer {
     Answer,
     StatsWait,
+    /// The ring step's total timeout.
+    RingTimeout,
+    /// In-turn ringing: the current phone has rung long enough.
+    NextPhone,
 }
 
 pub struct Call {
@@ -115,13 +155,24 @@ pub struct Call {
     plan: Plan,
     /// Which step of the plan runs.
     step: usize,
-    prompt: Arc<Prompt>,
+    prompt: Option<Arc<Prompt>>,
     media: Option<Negotiated>,
     playing: bool,
     acked: bool,
+    /// 180 was sent to the caller.
+    ringing_sent: bool,
     /// A hang-up asked for before the ACK arrived (RFC 3261 §15), with its note.
     hangup_after_ack: Option<Option<String>>,
+    /// The ring step in progress, with its legs.
+    ring: Option<ring::Ringing>,
+    /// The leg bridged to the caller.
+    bridged: Option<LegId>,
+    /// Each leg's id, in the order of `record.legs`.
+    leg_ids: Vec<LegId>,
+    /// Media endpoints (the caller's and each leg's) whose figures are still to come.
+    endpoints_open: usize,
     media_closing: bool,
+    skipped: Vec<&'static str>,
     timers: Vec<(Timer, Instant)>,
     actions: VecDeque<CallAction>,
     record: CallRecord,
@@ -141,8 +192,14 @@ impl Call {
             media: setup.media,
             playing: false,
             acked: false,
+            ringing_sent: false,
             hangup_after_ack: None,
+            ring: None,
+            bridged: None,
+            leg_ids: Vec::new(),
+            endpoints_open: 1,
             media_closing: false,
+            skipped: Vec::new(),
             timers: Vec::new(),
             actions: VecDeque::new(),
             record,
@@ -157,45 +214,74 @@ impl Call {
         &self.record
     }
 
-    /// The agreed media, once known.
+    /// The agreed media with the caller, once known.
     pub fn media(&self) -> Option<&Negotiated> {
         self.media.as_ref()
     }
 
-    /// The prompt's audio for a codec (for the engine's media command).
-    pub fn prompt(&self) -> &Arc<Prompt> {
-        &self.prompt
+    /// The announcement's audio, if the plan has one.
+    pub fn prompt(&self) -> Option<&Arc<Prompt>> {
+        self.prompt.as_ref()
     }
 
-    /// Run the plan's first step that this version can carry out: a ring or
-    /// voicemail step falls through to the next step (as when no staff
-    /// phone is registered), noted in the record.
+    /// The leg bridged to the caller, if any.
+    pub fn bridged_leg(&self) -> Option<LegId> {
+        self.bridged
+    }
+
+    /// What staff phones show for this call: the rule's label or the line's.
+    pub fn label(&self) -> Option<&str> {
+        self.plan.label.as_deref()
+    }
+
+    /// Run the plan's first step.
     pub fn start(&mut self, now: Now) {
-        let mut skipped = Vec::new();
+        self.run_step(now);
+    }
+
+    /// Run the current step; steps this version cannot carry out (voicemail)
+    /// fall through to the next, noted in the record.
+    fn run_step(&mut self, now: Now) {
         loop {
             match self.plan.steps.get(self.step).cloned() {
-                Some(Action::Announce { answer_after, .. }) if answer_after.is_zero() => self.answer(now),
                 Some(Action::Announce { answer_after, .. }) => {
-                    self.actions.push_back(CallAction::Ringing);
-                    self.timers.push((Timer::Answer, now.at + answer_after));
+                    // After a ring step the caller has heard ringing already.
+                    if answer_after.is_zero() || self.ringing_sent {
+                        self.answer(now);
+                    } else {
+                        self.send_ringing();
+                        self.timers.push((Timer::Answer, now.at + answer_after));
+                    }
                 }
                 Some(Action::Reject { status }) => self.refuse(now, status, HungUpBy::Denwa),
-                Some(step @ (Action::Ring(_) | Action::Voicemail(_))) => {
-                    skipped.push(step.kind());
+                Some(Action::Ring(step)) => self.start_ringing(now, step),
+                Some(Action::Voicemail(_)) => {
+                    self.skipped.push("voicemail");
                     self.step += 1;
                     continue;
                 }
                 // Never ring into nothing: a plan with nothing left is refused.
-                None => self.refuse(now, 480, HungUpBy::Denwa),
+                None => {
+                    self.record
+                        .note
+                        .get_or_insert_with(|| "no step of the plan could serve the call".into());
+                    self.refuse(now, 480, HungUpBy::Denwa);
+                }
             }
             break;
         }
-        if !skipped.is_empty() {
+        if !self.skipped.is_empty() {
             self.record.note = Some(format!(
                 "{} not available in this version: fell through",
-                skipped.join(", ")
+                self.skipped.join(", ")
             ));
         }
+    }
+
+    /// The current step could not serve the call: on to the next.
+    fn next_step(&mut self, now: Now) {
+        self.step += 1;
+        self.run_step(now);
     }
 
     pub fn poll_action(&mut self) -> Option<CallAction> {
@@ -218,6 +304,8 @@ impl Call {
             match timer {
                 Timer::Answer if self.phase == Phase::Ringing => self.answer(now),
                 Timer::StatsWait if self.phase == Phase::Closing => self.emit_record(),
+                Timer::RingTimeout => self.ring_timed_out(now),
+                Timer::NextPhone => self.ring_next_phone(now),
                 _ => {}
             }
         }
@@ -237,6 +325,8 @@ impl Call {
                 self.media = Some(media);
                 if let Some(note) = self.hangup_after_ack.take() {
                     self.hang_up(now, note);
+                } else if let Some(leg) = self.bridged {
+                    self.actions.push_back(CallAction::Bridge(leg));
                 } else {
                     self.start_media(now);
                 }
@@ -247,9 +337,10 @@ impl Call {
             }
             CallInput::CallerHungUp => match self.phase {
                 // BYE during ringing (some UAs do it instead of CANCEL).
-                Phase::Ringing => self.refuse(now, 487, HungUpBy::Caller),
-                Phase::Answered => {
+                Phase::Ringing => self.caller_gave_up(now),
+                Phase::Answered | Phase::Bridged => {
                     self.record.hung_up_by = Some(HungUpBy::Caller);
+                    self.hang_up_phone();
                     self.finish(now, 200);
                 }
                 // Both hung up at once: ours is on its way, theirs ends it.
@@ -258,7 +349,7 @@ impl Call {
             },
             CallInput::CallerCancelled => {
                 if self.phase == Phase::Ringing {
-                    self.refuse(now, 487, HungUpBy::Caller);
+                    self.caller_gave_up(now);
                 }
             }
             CallInput::AckTimedOut => {
@@ -278,7 +369,7 @@ impl Call {
                 }
             }
             CallInput::RtpTimeout { silent_for } => {
-                if self.phase == Phase::Answered {
+                if matches!(self.phase, Phase::Answered | Phase::Bridged) {
                     let note = format!("the caller's audio stopped for {} s", silent_for.as_secs());
                     self.hang_up(now, Some(note));
                 }
@@ -289,10 +380,10 @@ impl Call {
                 }
             }
             CallInput::MediaChanged(media) => {
-                if matches!(self.phase, Phase::Ringing | Phase::Answered) {
+                if matches!(self.phase, Phase::Ringing | Phase::Answered | Phase::Bridged) {
                     self.record.codec = Some(media.codec.name());
                     self.media = Some(media.clone());
-                    if self.playing {
+                    if self.playing || self.phase == Phase::Bridged {
                         self.actions.push_back(CallAction::UpdateMedia(media));
                     } else if self.phase == Phase::Answered {
                         self.start_media(now);
@@ -301,16 +392,36 @@ impl Call {
             }
             CallInput::MediaClosed(quality) => {
                 self.record.audio = Some(quality);
-                if self.phase == Phase::Closing {
-                    self.emit_record();
+                self.endpoint_closed();
+            }
+            CallInput::LegsStarted(legs) => self.legs_started(now, legs),
+            CallInput::LegRinging(leg) => self.leg_ringing(leg),
+            CallInput::LegAnswered(leg) => self.leg_answered(now, leg),
+            CallInput::LegFailed { leg, status } => self.leg_failed(now, leg, status),
+            CallInput::LegHungUp(leg) => {
+                if self.bridged == Some(leg) && self.phase == Phase::Bridged {
+                    self.bridged = None;
+                    self.record.hung_up_by = Some(HungUpBy::Phone);
+                    self.hang_up(now, None);
+                    self.record.hung_up_by = Some(HungUpBy::Phone);
                 }
+            }
+            CallInput::LegMediaClosed(leg, quality) => {
+                if let Some(r) = self.leg_record_mut(leg) {
+                    r.audio = Some(quality);
+                }
+                self.endpoint_closed();
             }
             CallInput::Shutdown => match self.phase {
                 Phase::Ringing => {
                     self.record.note = Some("denwa shut down".into());
+                    self.cancel_all_legs(now, "cancelled");
                     self.refuse(now, 503, HungUpBy::Denwa);
                 }
-                Phase::Answered => self.hang_up(now, Some("denwa shut down".into())),
+                Phase::Answered | Phase::Bridged => {
+                    self.hang_up_phone();
+                    self.hang_up(now, Some("denwa shut down".into()));
+                }
                 _ => {}
             },
         }
@@ -328,6 +439,13 @@ impl Call {
             self.finish(now, status);
         }
         self.emit_record();
+    }
+
+    fn send_ringing(&mut self) {
+        if !self.ringing_sent {
+            self.ringing_sent = true;
+            self.actions.push_back(CallAction::Ringing);
+        }
     }
 
     fn answer(&mut self, now: Now) {
@@ -367,15 +485,26 @@ impl Call {
         self.finish(now, status);
     }
 
+    /// The caller hung up or cancelled before anyone answered.
+    fn caller_gave_up(&mut self, now: Now) {
+        if let Some(ring) = &self.ring {
+            let rang = now.at.saturating_duration_since(ring.started);
+            self.record.note = Some(format!("caller gave up after {} s", rang.as_secs()));
+        }
+        self.cancel_all_legs(now, "cancelled");
+        self.refuse(now, 487, HungUpBy::Caller);
+    }
+
     /// Our side ends an answered call: BYE, but never before the ACK (§15).
     fn hang_up(&mut self, now: Now, note: Option<String>) {
-        if self.phase != Phase::Answered {
+        if !matches!(self.phase, Phase::Answered | Phase::Bridged) {
             return;
         }
         if !self.acked {
             self.hangup_after_ack.get_or_insert(note);
             return;
         }
+        self.hang_up_phone();
         self.phase = Phase::HangingUp;
         self.playing = false;
         if note.is_some() {
@@ -387,10 +516,24 @@ impl Call {
         self.close_media();
     }
 
+    /// The bridged phone, if any, gets a BYE.
+    fn hang_up_phone(&mut self) {
+        if let Some(leg) = self.bridged.take() {
+            self.actions.push_back(CallAction::HangupLeg(leg));
+        }
+    }
+
     fn close_media(&mut self) {
         if !self.media_closing {
             self.media_closing = true;
             self.actions.push_back(CallAction::CloseMedia);
+        }
+    }
+
+    fn endpoint_closed(&mut self) {
+        self.endpoints_open = self.endpoints_open.saturating_sub(1);
+        if self.endpoints_open == 0 && self.phase == Phase::Closing {
+            self.emit_record();
         }
     }
 
@@ -400,10 +543,12 @@ impl Call {
         }
         self.phase = Phase::Closing;
         self.playing = false;
+        self.ring = None;
+        self.timers.clear();
         self.record.ended_at.get_or_insert(now.wall);
         self.record.final_status = status;
         self.close_media();
-        if self.record.audio.is_some() {
+        if self.endpoints_open == 0 {
             self.emit_record();
         } else {
             self.timers.push((Timer::StatsWait, now.at + STATS_WAIT));
@@ -420,5 +565,7 @@ impl Call {
     }
 }
 
+#[cfg(test)]
+mod ring_tests;
 #[cfg(test)]
 mod tests;

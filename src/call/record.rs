@@ -11,6 +11,8 @@ use serde::Serialize;
 pub enum HungUpBy {
     Caller,
     Denwa,
+    /// The staff phone that answered.
+    Phone,
 }
 
 impl HungUpBy {
@@ -18,6 +20,7 @@ impl HungUpBy {
         match self {
             HungUpBy::Caller => "caller",
             HungUpBy::Denwa => "denwa",
+            HungUpBy::Phone => "phone",
         }
     }
 }
@@ -64,6 +67,27 @@ pub struct CallRecord {
     /// The caller's leg, once media ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audio: Option<AudioQuality>,
+    /// The staff phone that answered, when one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+    /// Every staff phone leg tried, in the order they were rung.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub legs: Vec<LegRecord>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+/// One staff phone rung for a call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LegRecord {
+    pub phone: String,
+    /// The device (its Contact) that was rung.
+    pub contact: String,
+    /// "answered", "busy", "declined", "no-answer", "cancelled", "failed 503", "unreachable".
+    pub result: String,
+    /// From the INVITE to the answer or the end of ringing, in milliseconds.
+    pub ring_ms: u64,
+    /// The phone side's audio, when it was bridged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio: Option<AudioQuality>,
 }

@@ -5,14 +5,14 @@ use crate::codec::Codec;
 use crate::policy::PromptRef;
 use crate::sip::sdp::Direction;
 
-fn t0() -> Now {
+pub(super) fn t0() -> Now {
     Now {
         at: Instant::now(),
         wall: "2026-12-01T01:00:00Z".parse().unwrap(),
     }
 }
 
-fn media(direction: Direction) -> Negotiated {
+pub(super) fn media(direction: Direction) -> Negotiated {
     Negotiated {
         codec: Codec::Pcmu,
         payload_type: 0,
@@ -22,7 +22,7 @@ fn media(direction: Direction) -> Negotiated {
     }
 }
 
-fn call(answer_after: Duration, offer: bool) -> Call {
+pub(super) fn call(answer_after: Duration, offer: bool) -> Call {
     let prompt = Arc::new(Prompt::from_linear("p.wav".into(), &[0; 1600]));
     Call::new(CallSetup {
         record: CallRecord {
@@ -42,6 +42,8 @@ fn call(answer_after: Duration, offer: bool) -> Call {
             final_status: 0,
             digits: String::new(),
             audio: None,
+            answered_by: None,
+            legs: Vec::new(),
             note: None,
         },
         plan: Plan::single(Action::Announce {
@@ -52,12 +54,12 @@ fn call(answer_after: Duration, offer: bool) -> Call {
             repeat: 2,
             answer_after,
         }),
-        prompt,
+        prompt: Some(prompt),
         media: offer.then(|| media(Direction::SendRecv)),
     })
 }
 
-fn actions(c: &mut Call) -> Vec<String> {
+pub(super) fn actions(c: &mut Call) -> Vec<String> {
     std::iter::from_fn(|| c.poll_action())
         .map(|a| match a {
             CallAction::Ringing => "ringing".to_string(),
@@ -67,6 +69,10 @@ fn actions(c: &mut Call) -> Vec<String> {
             CallAction::UpdateMedia(m) => format!("update {:?}", m.direction),
             CallAction::Hangup => "hangup".into(),
             CallAction::CloseMedia => "close".into(),
+            CallAction::RingPhones { phones } => format!("ring {}", phones.join("+")),
+            CallAction::CancelLeg(l) => format!("cancel {l}"),
+            CallAction::Bridge(l) => format!("bridge {l}"),
+            CallAction::HangupLeg(l) => format!("bye {l}"),
             CallAction::Ended(r) => format!("ended {} {:?}", r.final_status, r.hung_up_by.map(HungUpBy::as_str)),
         })
         .collect()

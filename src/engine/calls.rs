@@ -24,12 +24,12 @@ pub(super) struct CallEntry {
     invite: Option<Request>,
     source: SocketAddr,
     /// The caller's media endpoint.
-    port: u16,
+    pub(super) port: u16,
     connected: bool,
     sdp: LocalSdp,
     /// Our 2xx to a re-INVITE without SDP carried an offer; the answer comes in the ACK.
     offer_in_reinvite_answer: bool,
-    line: String,
+    pub(super) line: String,
 }
 
 /// Our side of the SDP session: `o=` version grows whenever it changes.
@@ -40,7 +40,7 @@ struct LocalSdp {
 }
 
 /// What the media thread needs to know about the caller's side.
-fn media_direction(d: Direction) -> MediaDirection {
+pub(super) fn media_direction(d: Direction) -> MediaDirection {
     match d {
         Direction::SendRecv => MediaDirection::SendRecv,
         Direction::SendOnly => MediaDirection::SendOnly,
@@ -150,31 +150,22 @@ impl Engine {
             }
             Decision::Route { line, plan, why } => (line, plan, why),
         };
-        // The first step this version can carry out: ringing staff phones
-        // and voicemail fall through to the rule's next step until they land.
-        let prompt = match plan
-            .steps
-            .iter()
-            .find(|s| matches!(s, Action::Announce { .. } | Action::Reject { .. }))
-        {
-            Some(&Action::Reject { status }) => {
-                info!(%line, %why, status, "call rejected by the rule");
-                self.reject_invite(now, &req, &key, status, message::reason_phrase(status));
-                return;
-            }
-            // The call keeps the audio its plan names, even if a reload replaces it.
-            Some(Action::Announce { prompt, .. }) => self.prompts.get(&prompt.name).cloned(),
-            _ => {
-                warn!(%line, plan = %plan.describe(), "no step of this plan can be carried out in this version (480)");
-                self.reject_invite(now, &req, &key, 480, "Temporarily Unavailable");
-                return;
-            }
-        };
-        let Some(prompt) = prompt else {
-            warn!(%line, "the plan names no prompt the library has (500)");
+        if let Some(&Action::Reject { status }) = plan.steps.first() {
+            info!(%line, %why, status, "call rejected by the rule");
+            self.reject_invite(now, &req, &key, status, message::reason_phrase(status));
+            return;
+        }
+        // The call keeps the audio its plan names, even if a reload replaces it.
+        let announcement = plan.steps.iter().find_map(|s| match s {
+            Action::Announce { prompt, .. } => Some(prompt.name.clone()),
+            _ => None,
+        });
+        let prompt = announcement.as_ref().and_then(|name| self.prompts.get(name).cloned());
+        if announcement.is_some() && prompt.is_none() {
+            warn!(%line, "the plan names a prompt the library lacks (500)");
             self.reject_invite(now, &req, &key, 500, "Server Internal Error");
             return;
-        };
+        }
 
         // Media: answer their offer, or make ours if they sent none.
         let offer = match self.offer_of(&req) {
@@ -224,6 +215,8 @@ impl Engine {
             final_status: 0,
             digits: String::new(),
             audio: None,
+            answered_by: None,
+            legs: Vec::new(),
             note: None,
         };
         info!(call_id = %req.call_id, %line, caller = %record.caller, %why, "incoming call");
@@ -320,6 +313,15 @@ impl Engine {
                         self.out.push_back(Output::Media(MediaCommand::Close { port }));
                     }
                 }
+                CallAction::RingPhones { phones } => {
+                    let started = self.ring_phones(now, key, &phones);
+                    if let Some(entry) = self.calls.get_mut(&key) {
+                        entry.call.handle_input(CallInput::LegsStarted(started), now);
+                    }
+                }
+                CallAction::CancelLeg(leg) => self.cancel_leg(now, leg),
+                CallAction::Bridge(leg) => self.bridge(key, leg),
+                CallAction::HangupLeg(leg) => self.hang_up_leg(now, leg),
                 CallAction::Ended(record) => {
                     self.forget_call(key);
                     self.out.push_back(Output::CallEnded(record));
@@ -396,29 +398,40 @@ impl Engine {
     }
 
     fn play(&mut self, key: CallKey, media: Negotiated, repeat: u32) {
+        self.connect_caller(key, &media);
+        let Some(entry) = self.calls.get(&key) else { return };
+        let Some(prompt) = entry.call.prompt() else {
+            warn!(call_id = %entry.dialog.id.call_id, "nothing to play: the plan has no announcement");
+            return;
+        };
+        let (port, audio) = (entry.port, prompt.encoded(media.codec));
+        self.out
+            .push_back(Output::Media(MediaCommand::Play { port, audio, repeat }));
+    }
+
+    /// Point the caller's media endpoint at the agreed media (once).
+    pub(super) fn connect_caller(&mut self, key: CallKey, media: &Negotiated) {
         let (ssrc, seq, ts) = (self.random() as u32, self.random() as u16, self.random() as u32);
         let rtp_timeout = self.cfg.rtp_timeout;
         let Some(entry) = self.calls.get_mut(&key) else { return };
-        let port = entry.port;
-        if !entry.connected {
-            entry.connected = true;
-            let peer = Peer {
-                remote: media.remote,
-                signalling_source: entry.source.ip(),
-                codec: media.codec,
-                payload_type: media.payload_type,
-                telephone_event: media.telephone_event,
-                direction: media_direction(media.direction),
-                ssrc,
-                first_sequence: seq,
-                first_timestamp: ts,
-                rtp_timeout,
-            };
-            self.out.push_back(Output::Media(MediaCommand::Connect { port, peer }));
+        if entry.connected {
+            return;
         }
-        let audio = entry.call.prompt().encoded(media.codec);
-        self.out
-            .push_back(Output::Media(MediaCommand::Play { port, audio, repeat }));
+        entry.connected = true;
+        let peer = Peer {
+            remote: media.remote,
+            signalling_source: entry.source.ip(),
+            codec: media.codec,
+            payload_type: media.payload_type,
+            telephone_event: media.telephone_event,
+            direction: media_direction(media.direction),
+            ssrc,
+            first_sequence: seq,
+            first_timestamp: ts,
+            rtp_timeout,
+        };
+        let port = entry.port;
+        self.out.push_back(Output::Media(MediaCommand::Connect { port, peer }));
     }
 
     pub(super) fn finish_invite_tx(&mut self, now: Now, key: &ServerTxKey, to: SocketAddr, code: u16, wire: Wire) {

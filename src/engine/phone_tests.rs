@@ -9,9 +9,9 @@ use crate::sip::auth;
 use crate::sip::digest_server::PhoneSecret;
 use crate::sip::registrar::{PhoneConfig, Registrar, RegistrarConfig};
 
-const PHONE: &str = "192.0.2.50:5062";
+pub(super) const PHONE: &str = "192.0.2.50:5062";
 
-fn with_registrar(e: &mut Engine, now: Now) {
+pub(super) fn with_registrar(e: &mut Engine, now: Now) {
     let mut phones = HashMap::new();
     phones.insert(
         "desk".to_string(),
@@ -24,7 +24,7 @@ fn with_registrar(e: &mut Engine, now: Now) {
     e.set_registrar(Registrar::new(cfg, phones, [7; 32], now.at));
 }
 
-fn register(cseq: u32, branch: &str, authorization: Option<&str>) -> String {
+pub(super) fn register(cseq: u32, branch: &str, authorization: Option<&str>) -> String {
     let auth = authorization
         .map(|a| format!("Authorization: {a}\r\n"))
         .unwrap_or_default();
@@ -36,7 +36,7 @@ Contact: <sip:desk@10.0.0.5:5062>\r\nExpires: 600\r\n{auth}Content-Length: 0\r\n
 }
 
 /// Everything sent, with where it went.
-fn sent(e: &mut Engine) -> (Vec<(SocketAddr, String)>, usize) {
+pub(super) fn sent(e: &mut Engine) -> (Vec<(SocketAddr, String)>, usize) {
     let (mut out, mut saves) = (Vec::new(), 0);
     while let Some(o) = e.poll_output() {
         match o {
@@ -103,4 +103,16 @@ fn crlf_keepalives_get_their_pong_and_registers_from_a_flood_are_limited() {
     }
     let (out, _) = sent(&mut e);
     assert!(out.len() <= 20, "{} answers to 100 REGISTERs in one instant", out.len());
+}
+
+/// Register `desk` through the digest challenge; the 200's text.
+pub(super) fn register_desk(e: &mut Engine, now: Now) {
+    let phone: SocketAddr = PHONE.parse().unwrap();
+    e.handle_datagram(now, phone, register(1, "z9hG4bK-rd1", None).as_bytes());
+    let (out, _) = sent(e);
+    let ch = auth::best_challenge(out[0].1.lines().filter_map(|l| l.strip_prefix("WWW-Authenticate: "))).unwrap();
+    let answer = auth::authorization(&ch, "desk", "correct horse", "REGISTER", "sip:127.0.0.1", 1, "c0ffee");
+    e.handle_datagram(now, phone, register(2, "z9hG4bK-rd2", Some(&answer)).as_bytes());
+    let (out, _) = sent(e);
+    assert!(out[0].1.starts_with("SIP/2.0 200 "), "{}", out[0].1);
 }

@@ -26,6 +26,21 @@ pub(super) fn engine(answer_after: Duration) -> (Engine, Now) {
 }
 
 fn engine_matching(answer_after: Duration, match_on: crate::policy::MatchOn) -> (Engine, Now) {
+    engine_with(match_on, |prompt| {
+        crate::policy::Plan::single(Action::Announce {
+            prompt,
+            repeat: 1,
+            answer_after,
+        })
+    })
+}
+
+/// An engine whose one number, `public`, follows the plan `plan` makes
+/// (given the 10-frame prompt `closed.wav`).
+pub(super) fn engine_with(
+    match_on: crate::policy::MatchOn,
+    plan: impl FnOnce(crate::policy::PromptRef) -> crate::policy::Plan,
+) -> (Engine, Now) {
     let audio = Arc::new(Prompt::from_linear("closed.wav".into(), &[100; 160 * 10]));
     let prompt = crate::policy::PromptRef {
         name: "closed.wav".into(),
@@ -43,11 +58,7 @@ fn engine_matching(answer_after: Duration, match_on: crate::policy::MatchOn) -> 
             match_on,
             rules: vec![Rule {
                 when: When::default(),
-                plan: crate::policy::Plan::single(Action::Announce {
-                    prompt,
-                    repeat: 1,
-                    answer_after,
-                }),
+                plan: plan(prompt),
             }],
         },
     );
