@@ -219,3 +219,30 @@ fn the_cli_reads_dir_zone_and_lines_without_secrets() {
             .contains("no such file")
     );
 }
+
+#[test]
+fn the_example_config_keeps_voicemail_and_has_email_ready_but_off() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/shop.toml");
+    let c = crate::config::load(&path).unwrap();
+    let vm = &c.settings.voicemail;
+    assert_eq!(vm.dir, path.parent().unwrap().join("../var/voicemail"));
+    assert_eq!(
+        vm.limits,
+        BoxLimits {
+            max_messages: Some(50),
+            max_bytes: Some(100 * MEGABYTE)
+        }
+    );
+    assert_eq!(
+        vm.retention,
+        Some(Retention {
+            days: 90,
+            action: RetentionAction::Archive
+        })
+    );
+    let n = &c.settings.notify;
+    assert!(n.channels.is_empty(), "email is off in the example");
+    let smtp = n.smtp.as_ref().expect("SMTP is filled in, ready to switch on");
+    assert_eq!(smtp.password, None, "not read while email is off");
+    assert_eq!(n.time_zone.as_deref(), Some("Asia/Tokyo"));
+}

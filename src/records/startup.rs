@@ -181,6 +181,28 @@ impl VoicemailService {
         self.settings.dir.join(db::DB_FILE)
     }
 
+    /// A fresh id for a recording (a file name, too): the local time it
+    /// started and a random tag, `vm-20260301-140703-a3f2`.
+    pub fn new_message_id(&self, now: jiff::Timestamp) -> String {
+        let zone = self
+            .notify
+            .time_zone
+            .as_deref()
+            .and_then(|z| jiff::tz::TimeZone::get(z).ok())
+            .unwrap_or(jiff::tz::TimeZone::UTC);
+        let mut tag = [0u8; 2];
+        // Without randomness the clock's sub-second part still tells ids apart.
+        if getrandom::fill(&mut tag).is_err() {
+            tag = (now.subsec_millisecond() as u16).to_be_bytes();
+        }
+        format!(
+            "vm-{}-{:02x}{:02x}",
+            now.to_zoned(zone).strftime("%Y%m%d-%H%M%S"),
+            tag[0],
+            tag[1]
+        )
+    }
+
     /// Whether `line`'s box has reached a limit, so the voicemail step
     /// should fall through to the rule's next step. A database error counts
     /// as full: better the announcement than a message nobody can find.

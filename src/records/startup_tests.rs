@@ -190,6 +190,9 @@ fn retention_runs_at_start_and_box_full_follows_the_limits() {
     assert!(service.box_full("delivery"));
     assert!(!service.box_full("partner"));
     assert_eq!(service.store_path(), dir.join("voicemail.sqlite"));
+    let id = service.new_message_id(t("2026-03-01T05:07:03Z"));
+    assert!(id.starts_with("vm-20260301-050703-"), "UTC without a zone: {id}");
+    assert_eq!(id.len(), "vm-20260301-050703-a3f2".len());
     service.stop();
 }
 
