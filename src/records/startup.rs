@@ -127,19 +127,7 @@ pub fn start_with_report(
             }
         }
     }
-    if let Some(retention) = settings.retention {
-        report.retired = store
-            .apply_retention(now, retention.days, retention.action)
-            .map_err(|e| format!("voicemail retention in {}: {e}", dir.display()))?;
-        if !report.retired.is_empty() {
-            tracing::info!(
-                count = report.retired.len(),
-                action = ?retention.action,
-                days = retention.days,
-                "old voicemail retired"
-            );
-        }
-    }
+    report.retired = retire(&store, settings.retention, now)?;
     let worker = NotifyWorker::spawn(dir, notify.clone())
         .map_err(|e| format!("voicemail notifications in {}: {e}", dir.display()))?;
     Ok((
@@ -151,6 +139,25 @@ pub fn start_with_report(
         },
         report,
     ))
+}
+
+/// Archives or deletes what retention says is too old; returns their ids.
+fn retire(store: &VoicemailStore, retention: Option<Retention>, now: jiff::Timestamp) -> Result<Vec<String>, String> {
+    let Some(retention) = retention else {
+        return Ok(Vec::new());
+    };
+    let retired = store
+        .apply_retention(now, retention.days, retention.action)
+        .map_err(|e| format!("voicemail retention in {}: {e}", store.dir().display()))?;
+    if !retired.is_empty() {
+        tracing::info!(
+            count = retired.len(),
+            action = ?retention.action,
+            days = retention.days,
+            "old voicemail retired"
+        );
+    }
+    Ok(retired)
 }
 
 /// The sidecar was lost: keep the audio under an unknown caller, received
@@ -221,6 +228,12 @@ impl VoicemailService {
                 true
             }
         }
+    }
+
+    /// Applies retention again (start-up already did): call it once a day
+    /// from a timer so a long-running denwa keeps its boxes tidy.
+    pub fn apply_retention(&self, now: jiff::Timestamp) -> Result<Vec<String>, String> {
+        retire(&self.store, self.settings.retention, now)
     }
 
     /// Indexes a finished recording and queues its notifications, then wakes

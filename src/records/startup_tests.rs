@@ -186,6 +186,16 @@ fn retention_runs_at_start_and_box_full_follows_the_limits() {
     assert_eq!(report.retired, ["old"]);
     assert!(!dir.join("old.wav").exists());
     assert!(service.box_full("public"), "1 message, limit 1");
+    assert_eq!(service.apply_retention(t("2026-04-01T00:00:01Z")).unwrap(), ["a", "b"]);
+    assert!(!service.box_full("public"), "emptied by retention");
+    let m = message("c", "public", "2026-04-01T00:00:00Z");
+    fs::write(store.file_path(&m), b"RIFF").unwrap();
+    store.insert(&m).unwrap();
+    assert!(service.box_full("public"));
+    assert!(!service.box_full("delivery"), "no messages left");
+    let m = message("d", "delivery", "2026-04-01T00:00:00Z");
+    fs::write(store.file_path(&m), b"RIFF").unwrap();
+    store.insert(&m).unwrap();
     // 1 message of 1000 bytes (the test message's recorded size) against 1000 bytes.
     assert!(service.box_full("delivery"));
     assert!(!service.box_full("partner"));
