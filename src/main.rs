@@ -110,6 +110,162 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Voicemail: list, play, export, mark and delete messages; resend notifications.
+    Voicemail {
+        /// The shop's config file (TOML); only its voicemail folder, lines and time zone are read.
+        #[arg(long, default_value = "config/shop.toml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: VoicemailCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum VoicemailCommand {
+    /// Messages, newest first (archived ones only with --all).
+    List {
+        /// Only this line (name or number).
+        #[arg(long)]
+        number: Option<String>,
+        /// Only messages nobody has listened to yet.
+        #[arg(long)]
+        new: bool,
+        /// Include archived messages.
+        #[arg(long)]
+        all: bool,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One message: caller, time, length, file and its notifications.
+    Show {
+        /// The message's id (see `denwa voicemail list`).
+        id: String,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Play a message here (with paplay or aplay) and mark it heard; without a player, print its file.
+    Play {
+        /// The message's id (see `denwa voicemail list`).
+        id: String,
+    },
+    /// Copy a message's recording (WAV) to FILE, or into FILE if it is a folder.
+    Export {
+        /// The message's id (see `denwa voicemail list`).
+        id: String,
+        /// Where to write the WAV file.
+        file: PathBuf,
+    },
+    /// Mark a message heard, new or archived.
+    Mark {
+        /// The message's id (see `denwa voicemail list`).
+        id: String,
+        /// The new state.
+        #[arg(value_enum)]
+        state: MarkAs,
+    },
+    /// Delete a message and its recording.
+    Delete {
+        /// The message's id (see `denwa voicemail list`).
+        id: String,
+    },
+    /// Queue again the notifications that failed for good (after fixing [notify]).
+    RetryNotify,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MarkAs {
+    /// Listened to.
+    Heard,
+    /// Not listened to yet.
+    New,
+    /// Kept, but left out of `list` (unless --all).
+    Archived,
+}
+
+impl MarkAs {
+    fn as_str(self) -> &'static str {
+        match self {
+            MarkAs::Heard => "heard",
+            MarkAs::New => "new",
+            MarkAs::Archived => "archived",
+        }
+    }
+}
+
+/// The first audio player on `path_var` (PATH): paplay first, as a sound
+/// server usually owns the device on desktops, then aplay.
+fn find_player(path_var: &std::ffi::OsStr) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    ["paplay", "aplay"].iter().find_map(|name| {
+        std::env::split_paths(path_var).map(|dir| dir.join(name)).find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// Runs one `denwa voicemail` subcommand; returns what to print.
+fn voicemail(config_path: &std::path::Path, command: VoicemailCommand) -> Result<String, String> {
+    use denwa::records::{cli, voicemail::Filter};
+    let lookup = config::voicemail::voicemail_of(config_path)?;
+    let dir = lookup.dir.as_path();
+    if !dir.join(denwa::records::db::DB_FILE).exists() {
+        let nothing = format!("no voicemail yet ({} holds no messages)", dir.display());
+        return match command {
+            VoicemailCommand::List { json: true, .. } => Ok("[]\n".into()),
+            VoicemailCommand::List { .. } | VoicemailCommand::RetryNotify => Ok(nothing + "\n"),
+            _ => Err(nothing),
+        };
+    }
+    let zone = &lookup.zone;
+    let text = match command {
+        VoicemailCommand::List { number, new, all, json } => {
+            let filter = Filter {
+                line: number.map(|n| lookup.line_name(&n).unwrap_or(n)),
+                only_new: new,
+                include_archived: all,
+            };
+            cli::list(dir, &filter, zone, json)
+        }
+        VoicemailCommand::Show { id, json } => cli::show(dir, &id, zone, json),
+        VoicemailCommand::Play { id } => {
+            let Some(player) = find_player(&std::env::var_os("PATH").unwrap_or_default()) else {
+                let store = denwa::records::voicemail::VoicemailStore::open(dir).map_err(|e| e.to_string())?;
+                let file = store.file_path(&store.get(&id).map_err(|e| e.to_string())?);
+                return Ok(format!(
+                    "no audio player (paplay or aplay) here; the recording is {}\n\
+                     (then: denwa voicemail mark {id} heard)\n",
+                    file.display()
+                ));
+            };
+            let file = cli::play(dir, &id).map_err(|e| e.to_string())?;
+            let status = std::process::Command::new(&player)
+                .arg(&file)
+                .status()
+                .map_err(|e| format!("cannot run {}: {e}", player.display()))?;
+            if !status.success() {
+                return Err(format!("{} {} failed: {status}", player.display(), file.display()));
+            }
+            return Ok(String::new());
+        }
+        VoicemailCommand::Export { id, file } => cli::export(dir, &id, &file),
+        VoicemailCommand::Mark { id, state } => cli::mark(dir, &id, state.as_str()),
+        VoicemailCommand::Delete { id } => cli::delete(dir, &id),
+        VoicemailCommand::RetryNotify => {
+            let queue = denwa::notify::queue::Queue::open(dir, Default::default())
+                .map_err(|e| format!("voicemail database in {}: {e}", dir.display()))?;
+            let n = queue
+                .retry_failed(jiff::Timestamp::now())
+                .map_err(|e| format!("voicemail database in {}: {e}", dir.display()))?;
+            return Ok(match n {
+                0 => "no failed notifications\n".to_string(),
+                n => format!("{n} notification(s) queued again; a running denwa sends them within a minute\n"),
+            });
+        }
+    };
+    text.map_err(|e| e.to_string())
 }
 
 /// What the status file tells about the engine that wrote it.
@@ -414,6 +570,19 @@ fn main() -> ExitCode {
                 json,
             })
         }
+        Command::Voicemail { config, command } => {
+            quiet_on_closed_pipe();
+            match voicemail(&config, command) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run(ConfigArg { config: path }) => {
             init_logging(cli.log_format);
             let config = match config::load(&path) {
@@ -552,6 +721,117 @@ mod tests {
             visit.extend(cmd.get_subcommands().cloned());
         }
         assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("denwa-main-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn voicemail_commands_round_trip_on_a_store() {
+        use denwa::records::voicemail::{Message, MessageState, VoicemailStore};
+        let dir = temp_dir("vm-cli");
+        let config = dir.join("shop.toml");
+        // A password variable that is not set: the voicemail commands never need it.
+        std::fs::write(
+            &config,
+            "[shop]\ntimezone = \"Asia/Tokyo\"\n[voicemail]\ndir = \"vm\"\n\
+             [notify.smtp]\npassword_env = \"DENWA_TEST_SURELY_UNSET\"\n\
+             [numbers.public]\nnumber = \"0501110001\"\n[numbers.delivery]\nnumber = \"0501110002\"\n",
+        )
+        .unwrap();
+        let run = |command| voicemail(&config, command);
+        let list = |number: Option<&str>, new: bool| {
+            run(VoicemailCommand::List {
+                number: number.map(String::from),
+                new,
+                all: false,
+                json: false,
+            })
+            .unwrap()
+        };
+        assert!(
+            list(None, false).starts_with("no voicemail yet"),
+            "before the first message"
+        );
+
+        let store = VoicemailStore::open(&dir.join("vm")).unwrap();
+        let message = Message {
+            id: "vm-1".into(),
+            line: "public".into(),
+            caller: "09011112222".into(),
+            caller_name: None,
+            received_at: "2026-03-01T05:07:00Z".parse().unwrap(),
+            duration_ms: 4000,
+            file: "vm-1.wav".into(),
+            size_bytes: 8,
+            state: MessageState::New,
+            recovered: false,
+            call_id: None,
+        };
+        std::fs::write(store.file_path(&message), b"RIFF....").unwrap();
+        store.insert(&message).unwrap();
+
+        let table = list(None, false);
+        assert!(table.contains("vm-1") && table.contains("2026-03-01 14:07"), "{table}");
+        assert!(list(Some("0501110001"), false).contains("vm-1"), "a line by its number");
+        assert!(list(Some("public"), true).contains("vm-1"));
+        assert_eq!(list(Some("delivery"), false), "no voicemail\n");
+
+        let marked = run(VoicemailCommand::Mark {
+            id: "vm-1".into(),
+            state: MarkAs::Heard,
+        })
+        .unwrap();
+        assert_eq!(marked, "vm-1 is now heard\n");
+        assert_eq!(list(None, true), "no voicemail\n", "--new leaves heard ones out");
+        let shown: serde_json::Value = serde_json::from_str(
+            &run(VoicemailCommand::Show {
+                id: "vm-1".into(),
+                json: true,
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(shown["state"], "heard");
+
+        let copy = dir.join("copy.wav");
+        run(VoicemailCommand::Export {
+            id: "vm-1".into(),
+            file: copy.clone(),
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&copy).unwrap(), b"RIFF....");
+        assert_eq!(run(VoicemailCommand::RetryNotify).unwrap(), "no failed notifications\n");
+
+        assert_eq!(
+            run(VoicemailCommand::Delete { id: "vm-1".into() }).unwrap(),
+            "deleted vm-1\n"
+        );
+        let gone = run(VoicemailCommand::Show {
+            id: "vm-1".into(),
+            json: false,
+        })
+        .unwrap_err();
+        assert!(gone.contains("no voicemail with id vm-1"), "{gone}");
+        assert!(!dir.join("vm/vm-1.wav").exists());
+    }
+
+    #[test]
+    fn the_player_is_found_on_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let empty = temp_dir("player-none");
+        let with = temp_dir("player-aplay");
+        let aplay = with.join("aplay");
+        std::fs::write(&aplay, "#!/bin/sh\n").unwrap();
+        std::fs::write(empty.join("paplay"), "not executable").unwrap();
+        std::fs::set_permissions(&aplay, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = std::env::join_paths([&empty, &with]).unwrap();
+        assert_eq!(find_player(&path), Some(aplay));
+        assert_eq!(find_player(empty.as_os_str()), None);
     }
 
     #[test]

@@ -18,10 +18,12 @@ mod rules;
 #[cfg(test)]
 mod rules_tests;
 mod shop;
+pub mod voicemail;
 
 pub use phones::{Phone, PhoneReach, Phones, WhenBusy};
 
 use crate::media::prompt::PromptLibrary;
+use crate::notify::NotifyConfig;
 use crate::policy::{MatchOn, NumberPolicy, Policy};
 use crate::sip::register::Account;
 use rules::{Prompts, RuleContext, RuleSection};
@@ -43,6 +45,9 @@ struct File {
     phones: BTreeMap<String, Spanned<phones::PhoneSection>>,
     #[serde(default)]
     numbers: BTreeMap<String, Spanned<NumberSection>>,
+    #[serde(default)]
+    voicemail: voicemail::VoicemailSection,
+    notify: Option<Spanned<voicemail::NotifySection>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,6 +157,10 @@ pub struct Settings {
     pub phones: Phones,
     /// Where `denwa mode` writes each line's mode (JSON, next to the status file).
     pub mode_file: PathBuf,
+    /// `[voicemail]`: the directory, box limits, retention.
+    pub voicemail: voicemail::VoicemailSettings,
+    /// `[notify]`: who is told about new voicemail.
+    pub notify: NotifyConfig,
 }
 
 /// How denwa keeps the path to the provider open and checks it.
@@ -786,6 +795,15 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
         },
     };
 
+    let line_numbers: Vec<(String, String)> = file
+        .numbers
+        .iter()
+        .map(|(name, n)| (name.clone(), n.get_ref().number.get_ref().trim().to_string()))
+        .collect();
+    let voicemail = voicemail::compile_voicemail(&mut ck, &file.voicemail, &base, &line_numbers);
+    let shop_zone = file.shop.timezone.as_ref().map(|z| z.get_ref().as_str());
+    let notify = voicemail::compile_notify(&mut ck, file.notify.as_ref(), &base, &line_numbers, shop_zone);
+
     if !ck.errors.is_empty() {
         ck.errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
         return Err(ConfigErrors(ck.errors));
@@ -812,6 +830,8 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
             rtp_timeout,
             registrar_realm: file.sip.realm.clone().unwrap_or_else(|| "denwa".into()),
             phones,
+            voicemail,
+            notify,
         },
         policy: Arc::new(Policy {
             shop_name: file.shop.name.clone().unwrap_or_else(|| "shop".into()),

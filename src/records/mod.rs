@@ -6,12 +6,15 @@
 //! - [`db`]: the SQLite database (schema and its versions) shared by the
 //!   voicemail index and the notification queue.
 //! - [`voicemail`]: the voicemail index (messages, states, retention).
+//! - [`startup`]: recovery, retention and the notification worker at start-up;
+//!   [`startup::VoicemailService`] is what the shell keeps while running.
 //! - [`cli`]: what `denwa voicemail …` prints.
 
 pub mod cli;
 pub mod db;
 pub mod level;
 pub mod recording;
+pub mod startup;
 pub mod voicemail;
 pub mod wav_repair;
 
