@@ -119,6 +119,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         media: media.clone(),
     };
     let call_log = CallLog::open(&settings.call_log)?;
+    // Recordings a crash interrupted are recovered and indexed, their
+    // notifications queued; the notification worker starts.
+    let voicemail = crate::records::startup::start(&settings.voicemail, &settings.notify, jiff::Timestamp::now())
+        .map_err(anyhow::Error::msg)?;
     let mut seed = [0u8; 8];
     getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     let mut engine = Engine::new(
@@ -233,6 +237,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             write_status(&settings.status_file, &engine, media.counters.snapshot(), local);
             info!(sip = ?engine.stats, media = ?media.counters.snapshot(), "denwa stopped");
             call_log.close();
+            voicemail.stop();
             return Ok(());
         }
         // Wake for the status file too: an idle engine must still show it is alive.
