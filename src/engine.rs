@@ -677,4 +677,6 @@ mod registrations;
 #[cfg(test)]
 mod dialog_tests;
 #[cfg(test)]
+mod registration_tests;
+#[cfg(test)]
 mod tests;
