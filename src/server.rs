@@ -1,5 +1,9 @@
 //! The tokio shell around the sans-IO [`Engine`]: the SIP socket, timers,
 //! RTP sockets, the media thread, the call log, reload and shutdown.
+//! Reloading lives in `reload` (off the loop), noticing edits in `watch`.
+
+mod reload;
+mod watch;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -8,14 +12,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use tokio::net::UdpSocket;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info};
 
 use crate::call::CallRecord;
 use crate::config::{self, Config};
 use crate::engine::{Engine, EngineConfig, Now, Output, PortAllocator};
 use crate::media::{MediaCommand, MediaCounters, MediaEvent, MediaHandle, PortPool, PortReleaser};
-use crate::sip::register::RegistrationConfig;
 use crate::sip::transaction::Timers;
+use reload::Reloader;
+use watch::{FileWatcher, Targets};
 
 fn now() -> Now {
     Now {
@@ -98,10 +103,12 @@ fn raise_open_files_limit() {
     }
 }
 
-/// Run the engine until SIGINT/SIGTERM. SIGHUP reloads the config.
+/// Run the engine until SIGINT/SIGTERM. SIGHUP, or an edit of the config
+/// or of a file it names, reloads the config; an edit of the mode file
+/// applies the new modes.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     raise_open_files_limit();
-    let settings = config.settings.clone();
+    let mut settings = config.settings.clone();
     let socket = UdpSocket::bind(settings.listen)
         .await
         .with_context(|| format!("binding SIP on {}", settings.listen))?;
@@ -136,22 +143,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Box::new(ports),
         u64::from_le_bytes(seed),
     );
-    for reg in &settings.registrations {
-        // An unguessable Contact user: the provider's INVITEs carry it, a
-        // scanner dialling our IP cannot.
-        let mut token = [0u8; 10];
-        getrandom::fill(&mut token).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-        let contact_user = format!("dw-{}", token.iter().map(|b| format!("{b:02x}")).collect::<String>());
-        engine.add_registration(
-            RegistrationConfig {
-                account: reg.clone(),
-                contact_user,
-                local: SocketAddr::new(settings.advertise, local.port()),
-                user_agent: settings.user_agent.clone(),
-            },
-            jiff::Timestamp::now(),
-        );
+    for reg in reload::registration_configs(&settings, local.port())? {
+        engine.add_registration(reg, jiff::Timestamp::now());
     }
+    apply_modes(&mut engine, &settings.mode_file);
     engine.start(now());
     info!(
         shop = %config.policy.shop_name,
@@ -173,6 +168,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut shutting_down: Option<Instant> = None;
     let mut last_status = Instant::now();
     write_status(&settings.status_file, &engine, media.counters.snapshot(), local);
+    // After the status file: its folder (that of the mode file) now exists.
+    let config_text = std::fs::read_to_string(&config.path).ok();
+    let mut watcher = FileWatcher::start(Targets::of_config(
+        &config.path,
+        config_text.as_deref(),
+        &settings.mode_file,
+    ));
+    let mut reloader = Reloader::new(config.path.clone(), settings.mode_file.clone());
     loop {
         // Send what the engine has to say before waiting again (at start:
         // the first REGISTERs; otherwise what the last input caused).
@@ -236,7 +239,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
             Some(event) = media_rx.recv() => handle_media_event(&mut engine, &releaser, event),
             _ = timer => {}
-            _ = hangup.recv() => reload(&mut engine, &config.path, &settings),
+            _ = hangup.recv(), if shutting_down.is_none() => {
+                info!(path = %config.path.display(), "SIGHUP: reloading the config");
+                reloader.request();
+            }
+            due = watcher.next(), if shutting_down.is_none() => {
+                if due.modes {
+                    apply_modes(&mut engine, &settings.mode_file);
+                }
+                if due.config {
+                    info!(path = %config.path.display(), "the config or a file it names changed: reloading");
+                    reloader.request();
+                }
+            }
+            loaded = reloader.next(), if shutting_down.is_none() => {
+                let mode_file = settings.mode_file.clone();
+                if reload::apply(&mut engine, &mut settings, loaded.config, local.port(), now()) {
+                    engine.status_changed = true;
+                    if settings.mode_file != mode_file {
+                        apply_modes(&mut engine, &settings.mode_file);
+                    }
+                }
+                watcher.retarget(loaded.targets);
+            }
             _ = interrupt.recv(), if shutting_down.is_none() => shutting_down = Some(begin_shutdown(&mut engine)),
             _ = terminate.recv(), if shutting_down.is_none() => shutting_down = Some(begin_shutdown(&mut engine)),
         }
@@ -340,24 +365,14 @@ fn write_status(path: &Path, engine: &Engine, media: MediaCounters, listen: Sock
     }
 }
 
-fn reload(engine: &mut Engine, path: &Path, running: &config::Settings) {
-    match config::load(path) {
-        Ok(new) => {
-            if new.settings.listen != running.listen || new.settings.rtp_ports != running.rtp_ports {
-                warn!("sip.listen / sip.rtp_ports changed: they take effect after a restart");
-            }
-            if new.settings.registrations != running.registrations {
-                warn!("[provider] or a number's registration changed: that takes effect after a restart");
-            }
-            engine.set_trusted(new.settings.trusted);
-            engine.set_policy(new.policy, new.prompts);
-            info!(path = %path.display(), "config reloaded; new calls follow the new rules");
+/// Read the mode file (`denwa mode` replaces it atomically) into the engine;
+/// a file that does not parse leaves the running modes in force.
+fn apply_modes(engine: &mut Engine, path: &Path) {
+    match config::mode_file::read(path) {
+        Ok(modes) => {
+            info!(path = %path.display(), "modes read; the next call follows them");
+            engine.set_modes(modes);
         }
-        Err(errors) => {
-            for e in &errors.0 {
-                error!("{e}");
-            }
-            error!(path = %path.display(), "config NOT reloaded: the running rules stay in force");
-        }
+        Err(e) => error!("{e}; the modes in force stay as they were"),
     }
 }
