@@ -394,6 +394,54 @@ announce = "closed.wav"
         assert_eq!(t.classify(Path::new("/etc/prompts/a.wav")), Some(Change::Config));
     }
 
+    /// The real watcher on a temporary folder: an editor's save by rename,
+    /// then `denwa mode`'s atomic replace.
+    #[tokio::test]
+    async fn saves_by_rename_are_noticed_once() {
+        let dir = std::env::temp_dir().join(format!("denwa-watch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("var")).unwrap();
+        let config = dir.join("shop.toml");
+        std::fs::write(&config, "[sip]\n").unwrap();
+        let modes = dir.join("var/shop.modes.json");
+        let mut watcher = FileWatcher::start(Targets::of_config(&config, Some(""), &modes));
+
+        std::fs::write(dir.join(".shop.toml.swp"), "scratch").unwrap();
+        std::fs::write(dir.join("shop.toml.new"), "[sip]\nlisten = \"127.0.0.1:5060\"\n").unwrap();
+        std::fs::rename(dir.join("shop.toml.new"), &config).unwrap();
+        let due = tokio::time::timeout(Duration::from_secs(5), watcher.next())
+            .await
+            .expect("the save is noticed");
+        assert_eq!(
+            due,
+            Due {
+                config: true,
+                modes: false
+            }
+        );
+
+        crate::config::mode_file::write(&modes, &Default::default()).unwrap();
+        let due = tokio::time::timeout(Duration::from_secs(5), watcher.next())
+            .await
+            .expect("the mode change is noticed");
+        assert_eq!(
+            due,
+            Due {
+                config: false,
+                modes: true
+            }
+        );
+
+        std::fs::write(dir.join("var/shop.status.json"), "{}").unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(600), watcher.next())
+                .await
+                .is_err(),
+            "our own status file is no edit"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn a_burst_of_events_is_one_reload_after_the_quiet_time() {
         let t0 = Instant::now();
