@@ -25,7 +25,7 @@ pub enum Change {
 pub struct Targets {
     /// Files whose change means a reload.
     config_files: BTreeSet<PathBuf>,
-    /// Folders any of whose files counts (the prompts).
+    /// Folders any of whose WAV files counts (the prompts).
     config_dirs: BTreeSet<PathBuf>,
     mode_file: PathBuf,
 }
@@ -82,11 +82,15 @@ impl Targets {
         if self.config_files.contains(&path) {
             return Some(Change::Config);
         }
+        // Only WAV files: the prompts folder may also hold our logs (a reload
+        // that logs must not trigger the next one) or a tool's hidden temp files.
         let name = path.file_name()?.to_str()?;
-        // Editors' swap and backup files come and go while one types.
-        let scratch = name.starts_with('.') || name.ends_with('~') || name.ends_with(".swp");
+        let prompt = !name.starts_with('.')
+            && Path::new(name)
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("wav"));
         let in_prompts = path.parent().is_some_and(|dir| self.config_dirs.contains(dir));
-        (in_prompts && !scratch).then_some(Change::Config)
+        (in_prompts && prompt).then_some(Change::Config)
     }
 }
 
@@ -367,7 +371,7 @@ announce = "closed.wav"
         assert_eq!(at("/srv/shop/config/shop.toml"), Some(Change::Config));
         assert_eq!(at("/srv/shop/config/sales.txt"), Some(Change::Config));
         assert_eq!(at("/srv/shop/prompts/closed.wav"), Some(Change::Config));
-        assert_eq!(at("/srv/shop/prompts/new-greeting.wav"), Some(Change::Config));
+        assert_eq!(at("/srv/shop/prompts/New-Greeting.WAV"), Some(Change::Config));
         assert_eq!(at("/srv/shop/var/shop.modes.json"), Some(Change::Modes));
         // Our own output, the editor's scratch files, unrelated neighbours.
         assert_eq!(at("/srv/shop/var/shop.status.json"), None);
@@ -376,6 +380,8 @@ announce = "closed.wav"
         assert_eq!(at("/srv/shop/config/.shop.toml.swp"), None);
         assert_eq!(at("/srv/shop/config/shop.toml~"), None);
         assert_eq!(at("/srv/shop/prompts/.closed.wav.swp"), None);
+        assert_eq!(at("/srv/shop/prompts/.closed.wav"), None);
+        assert_eq!(at("/srv/shop/prompts/denwa.log"), None);
         assert_eq!(at("/srv/shop/config/README"), None);
     }
 
@@ -392,6 +398,16 @@ announce = "closed.wav"
         // Without [prompts] dir, the default folder beside the config's.
         let t = Targets::of_config(Path::new("/etc/denwa/shop.toml"), Some(""), Path::new("/var/m.json"));
         assert_eq!(t.classify(Path::new("/etc/prompts/a.wav")), Some(Change::Config));
+        // A config whose prompts share its folder with the logs and records.
+        let t = Targets::of_config(
+            Path::new("/d/shop.toml"),
+            Some("[prompts]\ndir = \".\""),
+            Path::new("/d/m.json"),
+        );
+        assert_eq!(t.classify(Path::new("/d/five.wav")), Some(Change::Config));
+        for ours in ["/d/denwa.log", "/d/calls.jsonl", "/d/status.json", "/d/status.json.tmp"] {
+            assert_eq!(t.classify(Path::new(ours)), None, "{ours}");
+        }
     }
 
     /// The real watcher on a temporary folder: an editor's save by rename,
