@@ -226,6 +226,7 @@ impl Engine {
             || self
                 .registrations
                 .iter()
+                .filter(|r| !r.is_retired())
                 .any(|r| r.cfg.account.destination.ip() == source.ip())
     }
 
@@ -763,6 +764,8 @@ mod registrations;
 mod dialog_tests;
 #[cfg(test)]
 mod phone_tests;
+#[cfg(test)]
+mod registration_tests;
 #[cfg(test)]
 mod ring_tests;
 #[cfg(test)]

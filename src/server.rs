@@ -1,5 +1,9 @@
 //! The tokio shell around the sans-IO [`Engine`]: the SIP socket, timers,
 //! RTP sockets, the media thread, the call log, reload and shutdown.
+//! Reloading lives in `reload` (off the loop), noticing edits in `watch`.
+
+mod reload;
+mod watch;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -14,9 +18,10 @@ use crate::call::CallRecord;
 use crate::config::{self, Config};
 use crate::engine::{Engine, EngineConfig, Now, Output, PortAllocator};
 use crate::media::{MediaCommand, MediaCounters, MediaEvent, MediaHandle, PortPool, PortReleaser};
-use crate::sip::register::RegistrationConfig;
 use crate::sip::registrar::{BindingsSnapshot, Registrar, RegistrarConfig};
 use crate::sip::transaction::Timers;
+use reload::Reloader;
+use watch::{FileWatcher, Targets};
 
 fn now() -> Now {
     Now {
@@ -99,10 +104,12 @@ fn raise_open_files_limit() {
     }
 }
 
-/// Run the engine until SIGINT/SIGTERM. SIGHUP reloads the config.
+/// Run the engine until SIGINT/SIGTERM. SIGHUP, or an edit of the config
+/// or of a file it names, reloads the config; an edit of the mode file
+/// applies the new modes.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     raise_open_files_limit();
-    let settings = config.settings.clone();
+    let mut settings = config.settings.clone();
     let socket = UdpSocket::bind(settings.listen)
         .await
         .with_context(|| format!("binding SIP on {}", settings.listen))?;
@@ -121,7 +128,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let call_log = CallLog::open(&settings.call_log)?;
     // Recordings a crash interrupted are recovered and indexed, their
     // notifications queued; the notification worker starts.
-    let voicemail = crate::records::startup::start(&settings.voicemail, &settings.notify, jiff::Timestamp::now())
+    let mut voicemail = crate::records::startup::start(&settings.voicemail, &settings.notify, jiff::Timestamp::now())
         .map_err(anyhow::Error::msg)?;
     let mut seed = [0u8; 8];
     getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
@@ -141,21 +148,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Box::new(ports),
         u64::from_le_bytes(seed),
     );
-    for reg in &settings.registrations {
-        // An unguessable Contact user: the provider's INVITEs carry it, a
-        // scanner dialling our IP cannot.
-        let mut token = [0u8; 10];
-        getrandom::fill(&mut token).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-        let contact_user = format!("dw-{}", token.iter().map(|b| format!("{b:02x}")).collect::<String>());
-        engine.add_registration(
-            RegistrationConfig {
-                account: reg.clone(),
-                contact_user,
-                local: SocketAddr::new(settings.advertise, local.port()),
-                user_agent: settings.user_agent.clone(),
-            },
-            jiff::Timestamp::now(),
-        );
+    for reg in reload::registration_configs(&settings, local.port())? {
+        engine.add_registration(reg, jiff::Timestamp::now());
     }
     engine.set_phones(settings.phones.clone());
     let bindings_file = config::bindings_file_of(&settings.status_file);
@@ -175,6 +169,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             info!(kept, file = %bindings_file.display(), "staff phone bindings restored");
         }
     }
+    apply_modes(&mut engine, &settings.mode_file);
     engine.start(now());
     info!(
         shop = %config.policy.shop_name,
@@ -196,6 +191,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut shutting_down: Option<Instant> = None;
     let mut last_status = Instant::now();
     write_status(&settings.status_file, &engine, media.counters.snapshot(), local);
+    // After the status file: its folder (that of the mode file) now exists.
+    let config_text = std::fs::read_to_string(&config.path).ok();
+    let mut watcher = FileWatcher::start(Targets::of_config(
+        &config.path,
+        config_text.as_deref(),
+        &settings.mode_file,
+    ));
+    let mut reloader = Reloader::new(config.path.clone(), settings.mode_file.clone());
     loop {
         // Send what the engine has to say before waiting again (at start:
         // the first REGISTERs; otherwise what the last input caused).
@@ -261,7 +264,30 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
             Some(event) = media_rx.recv() => handle_media_event(&mut engine, &releaser, event),
             _ = timer => {}
-            _ = hangup.recv() => reload(&mut engine, &config.path, &settings),
+            _ = hangup.recv(), if shutting_down.is_none() => {
+                info!(path = %config.path.display(), "SIGHUP: reloading the config");
+                reloader.request();
+            }
+            due = watcher.next(), if shutting_down.is_none() => {
+                if due.modes {
+                    apply_modes(&mut engine, &settings.mode_file);
+                }
+                if due.config {
+                    info!(path = %config.path.display(), "the config or a file it names changed: reloading");
+                    reloader.request();
+                }
+            }
+            loaded = reloader.next(), if shutting_down.is_none() => {
+                let mode_file = settings.mode_file.clone();
+                if reload::apply(&mut engine, &mut settings, loaded.config, local.port(), now()) {
+                    engine.status_changed = true;
+                    voicemail.reload(&settings.voicemail, &settings.notify);
+                    if settings.mode_file != mode_file {
+                        apply_modes(&mut engine, &settings.mode_file);
+                    }
+                }
+                watcher.retarget(loaded.targets);
+            }
             _ = interrupt.recv(), if shutting_down.is_none() => shutting_down = Some(begin_shutdown(&mut engine)),
             _ = terminate.recv(), if shutting_down.is_none() => shutting_down = Some(begin_shutdown(&mut engine)),
         }
@@ -387,24 +413,14 @@ fn write_status(path: &Path, engine: &Engine, media: MediaCounters, listen: Sock
     }
 }
 
-fn reload(engine: &mut Engine, path: &Path, running: &config::Settings) {
-    match config::load(path) {
-        Ok(new) => {
-            if new.settings.listen != running.listen || new.settings.rtp_ports != running.rtp_ports {
-                warn!("sip.listen / sip.rtp_ports changed: they take effect after a restart");
-            }
-            if new.settings.registrations != running.registrations {
-                warn!("[provider] or a number's registration changed: that takes effect after a restart");
-            }
-            engine.set_trusted(new.settings.trusted);
-            engine.set_policy(new.policy, new.prompts);
-            info!(path = %path.display(), "config reloaded; new calls follow the new rules");
+/// Read the mode file (`denwa mode` replaces it atomically) into the engine;
+/// a file that does not parse leaves the running modes in force.
+fn apply_modes(engine: &mut Engine, path: &Path) {
+    match config::mode_file::read(path) {
+        Ok(modes) => {
+            info!(path = %path.display(), "modes read; the next call follows them");
+            engine.set_modes(modes);
         }
-        Err(errors) => {
-            for e in &errors.0 {
-                error!("{e}");
-            }
-            error!(path = %path.display(), "config NOT reloaded: the running rules stay in force");
-        }
+        Err(e) => error!("{e}; the modes in force stay as they were"),
     }
 }

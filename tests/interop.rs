@@ -163,3 +163,48 @@ fn dtmf_from_the_caller_is_in_the_call_log() {
     assert_eq!(c["hung_up_by"], "caller");
     assert!(c["audio"]["packets_sent"].as_u64().unwrap() > 50, "{c}");
 }
+
+/// Wait until denwa's log contains `text` (after `skip` bytes of it).
+fn wait_for_log(denwa: &Denwa, skip: usize, text: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = denwa.log();
+        if log.get(skip..).is_some_and(|l| l.contains(text)) {
+            return log[skip..].to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no {text:?} in the log:\n{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Save as editors do: a new file renamed over the old one.
+fn save_by_rename(path: &std::path::Path, text: &str) {
+    let temp = path.with_extension("toml.new");
+    std::fs::write(&temp, text).unwrap();
+    std::fs::rename(&temp, path).unwrap();
+}
+
+#[test]
+fn an_edited_config_takes_effect_without_sighup() {
+    let denwa = Denwa::start("edit");
+    denwa.sipp("unknown_number.xml", "added", &[]);
+    let path = denwa.dir.join("shop.toml");
+    let original = std::fs::read_to_string(&path).unwrap();
+
+    // A mistake: logged with its line, and the running rules stay.
+    let skip = denwa.log().len();
+    save_by_rename(&path, &format!("{original}\n[numbers.added]\nnumber = 12\n"));
+    let log = wait_for_log(&denwa, skip, "config NOT reloaded");
+    assert!(log.contains("shop.toml:"), "{log}");
+
+    let skip = denwa.log().len();
+    let added = "\n[numbers.added]\nregister = false\nnumber = \"0501110009\"\n\
+                 [[numbers.added.rules]]\nannounce = \"short.wav\"\n";
+    save_by_rename(&path, &format!("{original}{added}"));
+    wait_for_log(&denwa, skip, "config reloaded;");
+    let sink = RtpSink::start();
+    let keys = sink.keys(0, "PCMU");
+    denwa.sipp("announce.xml", "added", &keys);
+    check_stream(&sink.packets.join().unwrap(), 0, 50);
+    assert_eq!(denwa.wait_for_calls(1)[0]["line"], "added");
+}

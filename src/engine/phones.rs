@@ -12,6 +12,23 @@ impl Engine {
         self.registrar = Some(registrar);
     }
 
+    /// The staff phones changed (reload): rules ring the new set; phones no
+    /// longer configured lose their bindings, others keep theirs.
+    pub fn update_phones(&mut self, phones: crate::config::Phones, now: Now) {
+        let registering = phones.registering();
+        self.set_phones(phones);
+        match self.registrar.as_mut() {
+            Some(registrar) => {
+                let events = registrar.set_phones(registering, now.at);
+                self.after_registrar(now, events);
+            }
+            None if !registering.is_empty() => {
+                warn!("staff phones that register were added: they can register after a restart");
+            }
+            None => {}
+        }
+    }
+
     /// Bindings saved by an earlier run (expired ones are dropped): phones ring
     /// right after a restart, before they register again.
     pub fn restore_bindings(&mut self, now: Now, snapshot: BindingsSnapshot) -> usize {

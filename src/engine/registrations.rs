@@ -15,6 +15,51 @@ impl Engine {
         self.provider_silent.push(false);
     }
 
+    /// The config was reloaded: bring the registrations in line with `new`,
+    /// diffing by line name. An unchanged account keeps its registration as
+    /// it is (binding, refresh timer, Contact); a removed one is unregistered
+    /// (Expires: 0); a changed one is unregistered and registered anew with
+    /// `new`'s Contact user, so the two never fight over one binding; an added
+    /// one starts at once. Slots are never reused: a retired registration
+    /// keeps its index, so its late answers and timers find it, and ignore them.
+    pub fn update_registrations(&mut self, new: Vec<RegistrationConfig>, now: Now) {
+        let mut wanted: HashMap<String, RegistrationConfig> =
+            new.into_iter().map(|c| (c.account.line.clone(), c)).collect();
+        for i in 0..self.registrations.len() {
+            if self.registrations[i].is_retired() {
+                continue;
+            }
+            let line = self.registrations[i].cfg.account.line.clone();
+            match wanted.get(&line) {
+                Some(cfg) if cfg.account == self.registrations[i].cfg.account => {
+                    wanted.remove(&line);
+                }
+                still_there => {
+                    let reason = if still_there.is_some() { "changed" } else { "removed" };
+                    info!(%line, registrar = %self.registrations[i].cfg.account.destination, "registration {reason} in the config: unregistering");
+                    if still_there.is_none() {
+                        let contact = self.registrations[i].cfg.contact_user.clone();
+                        self.contact_users.remove(&contact);
+                    }
+                    self.status_changed = true;
+                    if let Some(action) = self.registrations[i].retire(now.wall) {
+                        self.after_registration(now, i, action);
+                    }
+                }
+            }
+        }
+        // Added and changed accounts, in line order so the log reads the same each time.
+        let mut added: Vec<RegistrationConfig> = wanted.into_values().collect();
+        added.sort_by(|a, b| a.account.line.cmp(&b.account.line));
+        for cfg in added {
+            info!(line = %cfg.account.line, registrar = %cfg.account.destination, "registering a number added or changed in the config");
+            self.add_registration(cfg, now.wall);
+            let i = self.registrations.len() - 1;
+            let action = self.registrations[i].start(now.wall);
+            self.after_registration(now, i, action);
+        }
+    }
+
     /// Send the first REGISTER of every number.
     pub fn start(&mut self, now: Now) {
         for i in 0..self.registrations.len() {
@@ -26,6 +71,9 @@ impl Engine {
     /// Clean shutdown: remove every binding at the provider.
     pub fn unregister_all(&mut self, now: Now) {
         for i in 0..self.registrations.len() {
+            if self.registrations[i].is_retired() {
+                continue; // already unregistered, or doing so
+            }
             if let Some(action) = self.registrations[i].unregister() {
                 self.after_registration(now, i, action);
             }
@@ -40,14 +88,18 @@ impl Engine {
     }
 
     pub fn registration_status(&self, now: Instant) -> Vec<RegStatus> {
-        self.registrations.iter().map(|r| r.status(now)).collect()
+        self.registrations
+            .iter()
+            .filter(|r| !r.is_retired())
+            .map(|r| r.status(now))
+            .collect()
     }
 
     /// Send what a registration asked for, arm its timers, and log what changed.
     pub(super) fn after_registration(&mut self, now: Now, i: usize, action: RegAction) {
         if let RegAction::Send { request, branch } = action {
             let dest = self.registrations[i].cfg.account.destination;
-            self.send_request(now, branch, request.into_bytes().into(), dest, TxOwner::Registration(i));
+            self.send_request(now, branch, request, dest, TxOwner::Registration(i));
         }
         let events = std::mem::take(&mut self.registrations[i].events);
         let (line, registrar) = (
@@ -109,7 +161,7 @@ impl Engine {
     /// Keep the path to the provider open while registered: a CRLF (RFC 5626
     /// §4.4.1) or an OPTIONS ping whose silence we notice.
     pub(super) fn keepalive_timer(&mut self, now: Now, i: usize) {
-        if self.registrations[i].state() != RegState::Registered {
+        if self.registrations[i].state() != RegState::Registered || self.registrations[i].is_retired() {
             self.keepalive_running[i] = false;
             return;
         }
@@ -118,7 +170,7 @@ impl Engine {
             KeepAlive::Crlf => self.transmit(dest, Arc::from(&b"\r\n\r\n"[..])),
             KeepAlive::Options => {
                 let (request, branch) = self.registrations[i].keepalive_request();
-                self.send_request(now, branch, request.into_bytes().into(), dest, TxOwner::KeepAlive(i));
+                self.send_request(now, branch, request, dest, TxOwner::KeepAlive(i));
             }
         }
         let at = now.at + self.cfg.keepalive;
@@ -126,6 +178,9 @@ impl Engine {
     }
 
     pub(super) fn on_keepalive_answered(&mut self, now: Now, i: usize, retransmitted: bool) {
+        if self.registrations[i].is_retired() {
+            return;
+        }
         // Silent for a while (the ping needed retransmissions, or an earlier
         // one went unanswered): it may have restarted and forgotten us.
         if std::mem::take(&mut self.provider_silent[i]) || retransmitted {
@@ -137,6 +192,9 @@ impl Engine {
     }
 
     pub(super) fn on_keepalive_unanswered(&mut self, now: Now, i: usize) {
+        if self.registrations[i].is_retired() {
+            return;
+        }
         if !std::mem::replace(&mut self.provider_silent[i], true) {
             let reg = &self.registrations[i].cfg.account;
             warn!(line = %reg.line, registrar = %reg.destination, "the provider does not answer keep-alives; re-registering to find out");

@@ -3,7 +3,6 @@
 //! responses and the time, when to send the next one. The engine runs the
 //! client transaction and feeds back the outcome.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -11,7 +10,9 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::auth::{self, Challenge};
-use super::message::{self, Response};
+use super::message::{self, Method, Response};
+use super::request::{RequestBuilder, branch_from};
+use super::transaction::Wire;
 
 /// One number's account at the provider. `Debug` hides the password.
 #[derive(Clone, PartialEq, Eq)]
@@ -83,7 +84,7 @@ pub struct RegStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegAction {
     /// Send this REGISTER (a new client transaction) now.
-    Send { request: String, branch: String },
+    Send { request: Wire, branch: String },
     /// Nothing to send now; ask `poll_timeout` again.
     Wait,
 }
@@ -117,6 +118,8 @@ pub struct Registration {
     rng: u64,
     pub events: Vec<RegEvent>,
     unregistering: bool,
+    /// The account left the config: never register again (see [`retire`](Self::retire)).
+    retired: bool,
 }
 
 const RETRY_BASE: Duration = Duration::from_secs(2);
@@ -144,6 +147,7 @@ impl Registration {
             rng: seed | 1,
             events: Vec::new(),
             unregistering: false,
+            retired: false,
         };
         r.call_id = format!("{:016x}@denwa", r.random());
         r.from_tag = format!("{:08x}", r.random() as u32);
@@ -172,26 +176,30 @@ impl Registration {
         }
     }
 
+    /// Our address of record, `<sip:user@domain>` (From and To of a REGISTER).
+    fn address_of_record(&self) -> String {
+        format!("<sip:{}@{}>", self.cfg.account.user, self.cfg.account.domain)
+    }
+
     /// Build the next REGISTER (with credentials if we hold a challenge).
     fn request(&mut self, expires: u32) -> RegAction {
         self.cseq += 1;
-        let branch = format!("z9hG4bK{:016x}", self.random());
-        let c = &self.cfg;
-        let uri = format!("sip:{}", c.account.domain);
-        let mut text = format!(
-            "REGISTER {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\nMax-Forwards: 70\r\n\
-From: <sip:{user}@{domain}>;tag={tag}\r\nTo: <sip:{user}@{domain}>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n\
-Contact: <{contact}>\r\nExpires: {expires}\r\nAllow: {allow}\r\nUser-Agent: {ua}\r\n",
-            local = c.local,
-            user = c.account.user,
-            domain = c.account.domain,
-            tag = self.from_tag,
-            call_id = self.call_id,
-            cseq = self.cseq,
-            contact = self.contact_uri(),
-            allow = super::ALLOW,
-            ua = c.user_agent,
-        );
+        let branch = branch_from(self.random());
+        let uri = format!("sip:{}", self.cfg.account.domain);
+        let aor = self.address_of_record();
+        let mut builder = RequestBuilder::out_of_dialog(
+            Method::Register,
+            &uri,
+            &aor,
+            &self.from_tag,
+            &aor,
+            &self.call_id,
+            self.cseq,
+        )
+        .contact(&self.contact_uri())
+        .header("Expires", &expires.to_string())
+        .header("Allow", super::ALLOW)
+        .header("User-Agent", &self.cfg.user_agent);
         if let Some((ch, proxy)) = self.challenge.clone() {
             self.nc += 1;
             let cnonce = format!("{:016x}", self.random());
@@ -205,35 +213,39 @@ Contact: <{contact}>\r\nExpires: {expires}\r\nAllow: {allow}\r\nUser-Agent: {ua}
                 &cnonce,
             );
             let name = if proxy { "Proxy-Authorization" } else { "Authorization" };
-            let _ = write!(text, "{name}: {value}\r\n");
+            builder = builder.header(name, &value);
         }
-        text.push_str("Content-Length: 0\r\n\r\n");
+        let request = builder.build(&self.cfg.local.to_string(), &branch).wire;
         self.in_flight = Some(branch.clone());
-        RegAction::Send { request: text, branch }
+        RegAction::Send { request, branch }
     }
 
     /// An OPTIONS ping to the registrar (RFC 3261 §11): any answer shows the
-    /// provider is reachable; silence means it is not.
-    pub fn keepalive_request(&mut self) -> (String, String) {
-        let branch = format!("z9hG4bK{:016x}", self.random());
+    /// provider is reachable; silence means it is not. Returns the request
+    /// and its branch.
+    pub fn keepalive_request(&mut self) -> (Wire, String) {
+        let branch = branch_from(self.random());
         let call_id = format!("{:016x}@denwa", self.random());
         let tag = format!("{:08x}", self.random() as u32);
-        let c = &self.cfg;
-        let text = format!(
-            "OPTIONS sip:{domain} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\nMax-Forwards: 70\r\n\
-From: <sip:{user}@{domain}>;tag={tag}\r\nTo: <sip:{domain}>\r\nCall-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\n\
-User-Agent: {ua}\r\nContent-Length: 0\r\n\r\n",
-            domain = c.account.domain,
-            local = c.local,
-            user = c.account.user,
-            ua = c.user_agent,
-        );
-        (text, branch)
+        let domain = format!("sip:{}", self.cfg.account.domain);
+        let request = RequestBuilder::out_of_dialog(
+            Method::Options,
+            &domain,
+            &self.address_of_record(),
+            &tag,
+            &format!("<{domain}>"),
+            &call_id,
+            1,
+        )
+        .header("User-Agent", &self.cfg.user_agent)
+        .build(&self.cfg.local.to_string(), &branch)
+        .wire;
+        (request, branch)
     }
 
     /// Begin (or restart at once, e.g. the network came back).
     pub fn start(&mut self, wall: Timestamp) -> RegAction {
-        if self.in_flight.is_some() {
+        if self.in_flight.is_some() || self.retired {
             return RegAction::Wait;
         }
         if self.state != RegState::Registered {
@@ -252,6 +264,29 @@ User-Agent: {ua}\r\nContent-Length: 0\r\n\r\n",
         self.unregistering = true;
         self.next_attempt = None;
         Some(self.request(0))
+    }
+
+    /// The account was removed or changed in the config: remove the binding
+    /// we may hold (Expires: 0) and never register again. A REGISTER still
+    /// in flight is let finish; if it created a binding, that one is removed
+    /// as soon as its answer arrives.
+    pub fn retire(&mut self, wall: Timestamp) -> Option<RegAction> {
+        self.retired = true;
+        self.next_attempt = None;
+        if self.in_flight.is_some() {
+            return None;
+        }
+        if self.state == RegState::Registered {
+            self.unregistering = true;
+            return Some(self.request(0));
+        }
+        self.set_state(RegState::Unregistered, wall);
+        self.expires_at = None;
+        None
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired
     }
 
     fn fail(&mut self, error: String, now: Instant, wall: Timestamp) {
@@ -285,7 +320,12 @@ User-Agent: {ua}\r\nContent-Length: 0\r\n\r\n",
             return RegAction::Wait;
         }
         self.in_flight = None;
-        if self.unregistering {
+        if self.retired && !self.unregistering && (200..300).contains(&resp.code) {
+            // Retired while this REGISTER was on its way, and it was granted.
+            self.unregistering = true;
+            return self.request(0);
+        }
+        if self.unregistering || self.retired {
             self.set_state(RegState::Unregistered, wall);
             self.expires_at = None;
             return RegAction::Wait;
@@ -427,7 +467,7 @@ User-Agent: {ua}\r\nContent-Length: 0\r\n\r\n",
     /// once, so that one is always being retransmitted (every T2, 4 s) and a
     /// provider that comes back is registered with within seconds.
     pub fn on_timeout(&mut self, now: Instant, wall: Timestamp) {
-        if self.unregistering {
+        if self.unregistering || self.retired {
             self.in_flight = None;
             self.set_state(RegState::Unregistered, wall);
             return;
@@ -444,7 +484,7 @@ User-Agent: {ua}\r\nContent-Length: 0\r\n\r\n",
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.in_flight.is_some() || self.unregistering {
+        if self.in_flight.is_some() || self.unregistering || self.retired {
             return None;
         }
         match (self.next_attempt, self.expires_at) {
@@ -454,7 +494,7 @@ User-Agent: {ua}\r\nContent-Length: 0\r\n\r\n",
     }
 
     pub fn handle_timeout(&mut self, now: Instant, wall: Timestamp) -> RegAction {
-        if self.in_flight.is_some() || self.unregistering {
+        if self.in_flight.is_some() || self.unregistering || self.retired {
             return RegAction::Wait;
         }
         if let Some(e) = self.expires_at
@@ -533,7 +573,7 @@ mod tests {
 
     fn sent(a: RegAction) -> String {
         match a {
-            RegAction::Send { request, .. } => request,
+            RegAction::Send { request, .. } => String::from_utf8(request.to_vec()).unwrap(),
             RegAction::Wait => panic!("expected a REGISTER"),
         }
     }
@@ -591,7 +631,7 @@ mod tests {
             let req = sent(r.handle_timeout(now, wall()));
             // Each retry answers the challenge once, is refused, and backs off.
             let req = match r.on_response(&reply(&req, "401 Unauthorized", &again), now, wall()) {
-                RegAction::Send { request, .. } => request,
+                action @ RegAction::Send { .. } => sent(action),
                 RegAction::Wait => continue,
             };
             r.on_response(&reply(&req, "401 Unauthorized", &again), now, wall());
@@ -696,6 +736,65 @@ mod tests {
         r.on_response(&reply(&bye, "200 OK", ""), t0, wall());
         assert_eq!(r.state(), RegState::Unregistered);
         assert_eq!(r.poll_timeout(), None);
+    }
+
+    #[test]
+    fn retiring_a_registered_account_unregisters_and_never_registers_again() {
+        let t0 = Instant::now();
+        let mut r = Registration::new(cfg(), 7, wall());
+        let first = sent(r.start(wall()));
+        r.on_response(&reply(&first, "200 OK", "Expires: 60\r\n"), t0, wall());
+        let bye = sent(r.retire(wall()).expect("an un-REGISTER"));
+        assert!(
+            bye.contains("Expires: 0\r\n") && bye.contains("CSeq: 2 REGISTER"),
+            "{bye}"
+        );
+        assert_eq!(r.on_response(&reply(&bye, "200 OK", ""), t0, wall()), RegAction::Wait);
+        assert_eq!(r.state(), RegState::Unregistered);
+        assert_eq!(r.poll_timeout(), None);
+        assert_eq!(r.start(wall()), RegAction::Wait, "a retired account stays quiet");
+        assert_eq!(
+            r.handle_timeout(t0 + Duration::from_secs(3600), wall()),
+            RegAction::Wait
+        );
+    }
+
+    #[test]
+    fn retiring_during_a_register_removes_the_binding_it_creates() {
+        let t0 = Instant::now();
+        let mut r = Registration::new(cfg(), 7, wall());
+        let first = sent(r.start(wall()));
+        assert_eq!(r.retire(wall()), None, "the REGISTER in flight decides");
+        let bye = sent(r.on_response(&reply(&first, "200 OK", "Expires: 60\r\n"), t0, wall()));
+        assert!(bye.contains("Expires: 0\r\n"), "{bye}");
+        r.on_response(&reply(&bye, "200 OK", ""), t0, wall());
+        assert_eq!(r.state(), RegState::Unregistered);
+        assert!(r.events.is_empty(), "never reported as registered: {:?}", r.events);
+
+        // Retired while failing: nothing to remove, no more retries.
+        let mut failing = Registration::new(cfg(), 9, wall());
+        let req = sent(failing.start(wall()));
+        failing.on_response(&reply(&req, "503 Service Unavailable", ""), t0, wall());
+        assert!(failing.poll_timeout().is_some());
+        assert_eq!(failing.retire(wall()), None);
+        assert_eq!(failing.poll_timeout(), None);
+        assert_eq!(failing.state(), RegState::Unregistered);
+    }
+
+    #[test]
+    fn keepalive_is_an_options_to_the_domain() {
+        let mut r = Registration::new(cfg(), 7, wall());
+        let (wire, branch) = r.keepalive_request();
+        let text = String::from_utf8(wire.to_vec()).unwrap();
+        assert!(text.starts_with("OPTIONS sip:provider.test SIP/2.0\r\n"), "{text}");
+        assert!(text.contains(&format!("Via: SIP/2.0/UDP 127.0.0.1:5060;branch={branch};rport\r\n")));
+        assert!(text.contains("From: <sip:0501110001@provider.test>;tag="));
+        assert!(text.contains("To: <sip:provider.test>\r\n") && text.contains("CSeq: 1 OPTIONS\r\n"));
+        assert!(text.contains("User-Agent: denwa\r\n") && text.ends_with("Content-Length: 0\r\n\r\n"));
+        match parse(&wire, "127.0.0.1:5060".parse().unwrap()).unwrap() {
+            Incoming::Request(req) => assert_eq!(req.method, Method::Options),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
