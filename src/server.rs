@@ -158,11 +158,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
         let realm = settings.registrar_realm.clone();
-        let cfg = RegistrarConfig::new(
+        let mut cfg = RegistrarConfig::new(
             realm,
             SocketAddr::new(settings.advertise, local.port()),
             &settings.user_agent,
         );
+        cfg.digest.algorithms = settings.digest_algorithms.clone();
         engine.set_registrar(Registrar::new(cfg, phones, secret, Instant::now()));
         if let Some(snapshot) = load_bindings(&bindings_file) {
             let kept = engine.restore_bindings(now(), snapshot);

@@ -63,6 +63,8 @@ struct SipSection {
     trusted_sources: Option<Spanned<Vec<String>>>,
     /// The digest realm staff phones authenticate in.
     realm: Option<String>,
+    /// Digest algorithms staff phones are challenged with, in order.
+    digest_algorithms: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -153,6 +155,8 @@ pub struct Settings {
     pub rtp_timeout: Duration,
     /// The digest realm staff phones authenticate in (`sip.realm`, default "denwa").
     pub registrar_realm: String,
+    /// `sip.digest_algorithms`: what staff phones are challenged with, in order.
+    pub digest_algorithms: Vec<crate::sip::digest_server::DigestAlgorithm>,
     /// The staff phones rules can ring.
     pub phones: Phones,
     /// Where `denwa mode` writes each line's mode (JSON, next to the status file).
@@ -780,6 +784,27 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
         );
     }
 
+    let digest_algorithms = match &file.sip.digest_algorithms {
+        None => crate::sip::digest_server::DigestAlgorithm::OFFERED.to_vec(),
+        Some(list) => {
+            let mut algs = Vec::new();
+            for name in list.get_ref() {
+                match crate::sip::digest_server::DigestAlgorithm::parse(name) {
+                    Some(a) if !algs.contains(&a) => algs.push(a),
+                    Some(_) => {}
+                    None => ck.error(
+                        &list.span(),
+                        "sip.digest_algorithms",
+                        format!("{name:?} is not a digest algorithm denwa offers (use \"SHA-256\", \"MD5\")"),
+                    ),
+                }
+            }
+            if algs.is_empty() {
+                ck.error(&list.span(), "sip.digest_algorithms", "name at least one algorithm");
+            }
+            algs
+        }
+    };
     let rtp_timeout = match &file.media.rtp_timeout {
         None => Duration::from_secs(60),
         Some(t) => match parse_duration(t.get_ref()) {
@@ -829,6 +854,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
             keepalive_method,
             rtp_timeout,
             registrar_realm: file.sip.realm.clone().unwrap_or_else(|| "denwa".into()),
+            digest_algorithms,
             phones,
             voicemail,
             notify,

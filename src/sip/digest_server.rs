@@ -32,7 +32,7 @@ impl DigestAlgorithm {
     }
 
     /// `None` for algorithms we never offer (the -sess variants, SHA-512-256).
-    fn parse(s: &str) -> Option<DigestAlgorithm> {
+    pub fn parse(s: &str) -> Option<DigestAlgorithm> {
         if s.eq_ignore_ascii_case("SHA-256") {
             Some(DigestAlgorithm::Sha256)
         } else if s.eq_ignore_ascii_case("MD5") {
@@ -304,6 +304,9 @@ pub struct DigestConfig {
     pub nonce_lifetime: Duration,
     /// How many nonces' counts to remember (oldest forgotten first).
     pub max_tracked_nonces: usize,
+    /// The algorithms challenged with, in this order. RFC 8760 clients take
+    /// the first they support; some older phones only ever try the first.
+    pub algorithms: Vec<DigestAlgorithm>,
 }
 
 impl DigestConfig {
@@ -312,6 +315,7 @@ impl DigestConfig {
             realm: realm.into(),
             nonce_lifetime: Duration::from_secs(300),
             max_tracked_nonces: 4096,
+            algorithms: DigestAlgorithm::OFFERED.to_vec(),
         }
     }
 }
@@ -414,7 +418,8 @@ impl DigestServer {
     /// the client takes the first it supports), all with one fresh nonce.
     pub fn challenge(&mut self, stale: bool, now: Instant) -> Vec<String> {
         let nonce = self.new_nonce(now);
-        DigestAlgorithm::OFFERED
+        self.cfg
+            .algorithms
             .iter()
             .map(|alg| {
                 let mut v = format!(
@@ -469,6 +474,10 @@ impl DigestServer {
                 None => return Verdict::Refused(RefusedBecause::UnsupportedAlgorithm),
             },
         };
+        // Only what we offered (a config may drop MD5).
+        if !self.cfg.algorithms.contains(&algorithm) {
+            return Verdict::Refused(RefusedBecause::UnsupportedAlgorithm);
+        }
         if creds.realm != self.cfg.realm {
             return Verdict::Refused(RefusedBecause::WrongRealm);
         }
