@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use denwa::config;
 use denwa::policy::Rule;
-use denwa::server::StatusFile;
+use denwa::records::status::StatusFile;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -355,11 +355,35 @@ fn status(path: &std::path::Path) -> ExitCode {
         "denwa pid {} on {}: {} call(s) in progress; reported {age} s ago",
         status.pid, status.listen, status.active_calls,
     );
-    let m = status.media;
+    let m = |k: &str| status.media.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
     println!(
         "RTP: {} packets sent, {} send errors, {} pacing slips, {} callers behind NAT",
-        m.rtp_packets_sent, m.rtp_send_errors, m.pacing_slips, m.peers_learned
+        m("rtp_packets_sent"),
+        m("rtp_send_errors"),
+        m("pacing_slips"),
+        m("peers_learned")
     );
+    if !status.phones.is_empty() {
+        println!("staff phones:");
+    }
+    for p in &status.phones {
+        let text = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let rtt = p
+            .get("rtt_ms")
+            .and_then(|v| v.as_u64())
+            .map(|ms| format!(", {ms} ms away"))
+            .unwrap_or_default();
+        println!(
+            "  {:<10} {} at {} ({}{rtt}), expires in {} s",
+            text("phone"),
+            text("contact"),
+            text("target"),
+            p.get("reachability")
+                .map(|r| r.to_string().trim_matches('"').to_string())
+                .unwrap_or_default(),
+            p.get("expires_in_s").and_then(|v| v.as_u64()).unwrap_or(0)
+        );
+    }
     if status.registrations.is_empty() {
         println!("no numbers register with a provider");
     }

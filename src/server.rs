@@ -5,7 +5,6 @@
 mod reload;
 mod watch;
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,10 +13,10 @@ use anyhow::Context as _;
 use tokio::net::UdpSocket;
 use tracing::{debug, error, info, warn};
 
-use crate::call::CallRecord;
 use crate::config::{self, Config};
 use crate::engine::{Engine, EngineConfig, Now, Output, PortAllocator};
 use crate::media::{MediaCommand, MediaCounters, MediaEvent, MediaHandle, PortPool, PortReleaser};
+use crate::records::{self, call_log::CallLog, status::StatusFile, status::StatusSender};
 use crate::sip::registrar::{BindingsSnapshot, Registrar, RegistrarConfig};
 use crate::sip::transaction::Timers;
 use reload::Reloader;
@@ -43,48 +42,6 @@ impl PortAllocator for MediaPorts {
         let port = pair.port;
         self.media.send(MediaCommand::Open { pair });
         Some(port)
-    }
-}
-
-/// Appends one JSON line per call on its own thread, so a slow disk never
-/// stalls SIP. Each line is written whole and flushed.
-struct CallLog {
-    tx: std::sync::mpsc::Sender<Box<CallRecord>>,
-    writer: std::thread::JoinHandle<()>,
-}
-
-impl CallLog {
-    fn open(path: &Path) -> anyhow::Result<CallLog> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("opening the call log {}", path.display()))?;
-        let (tx, rx) = std::sync::mpsc::channel::<Box<CallRecord>>();
-        let path = path.to_owned();
-        let writer = std::thread::Builder::new()
-            .name("denwa-calllog".into())
-            .spawn(move || {
-                for record in rx {
-                    let mut line = serde_json::to_vec(&record).expect("record serialises");
-                    line.push(b'\n');
-                    if let Err(e) = file.write_all(&line).and_then(|_| file.flush()) {
-                        error!(path = %path.display(), error = %e, "cannot write the call log");
-                    }
-                }
-            })?;
-        Ok(CallLog { tx, writer })
-    }
-
-    /// Write every record still queued, then stop.
-    fn close(self) {
-        drop(self.tx);
-        if self.writer.join().is_err() {
-            error!("the call-log writer panicked; some records may be missing");
-        }
     }
 }
 
@@ -125,7 +82,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         pool,
         media: media.clone(),
     };
-    let call_log = CallLog::open(&settings.call_log)?;
+    let call_log = CallLog::open(&settings.call_log)
+        .with_context(|| format!("opening the call log {}", settings.call_log.display()))?;
+    let status = records::status::channel();
+    let status_writer = records::status::write_file_task(&status, settings.status_file.clone());
     // Recordings a crash interrupted are recovered and indexed, their
     // notifications queued; the notification worker starts.
     let mut voicemail = crate::records::startup::start(&settings.voicemail, &settings.notify, jiff::Timestamp::now())
@@ -191,7 +151,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 65_536];
     let mut shutting_down: Option<Instant> = None;
     let mut last_status = Instant::now();
-    write_status(&settings.status_file, &engine, media.counters.snapshot(), local);
+    publish_status(&status, &engine, media.counters.snapshot(), local);
     // After the status file: its folder (that of the mode file) now exists.
     let config_text = std::fs::read_to_string(&config.path).ok();
     let mut watcher = FileWatcher::start(Targets::of_config(
@@ -225,7 +185,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                         hung_up_by = record.hung_up_by.map_or("", |h| h.as_str()),
                         "call ended"
                     );
-                    let _ = call_log.tx.send(record);
+                    call_log.write(record);
                 }
             }
         }
@@ -235,12 +195,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             engine.end_remaining_calls(now());
             while let Some(output) = engine.poll_output() {
                 if let Output::CallEnded(record) = output {
-                    let _ = call_log.tx.send(record);
+                    call_log.write(record);
                 }
             }
-            write_status(&settings.status_file, &engine, media.counters.snapshot(), local);
+            publish_status(&status, &engine, media.counters.snapshot(), local);
             info!(sip = ?engine.stats, media = ?media.counters.snapshot(), "denwa stopped");
             call_log.close();
+            drop(status);
+            let _ = status_writer.await;
             voicemail.stop();
             return Ok(());
         }
@@ -296,7 +258,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         if engine.status_changed || last_status.elapsed() >= STATUS_EVERY {
             engine.status_changed = false;
             last_status = Instant::now();
-            write_status(&settings.status_file, &engine, media.counters.snapshot(), local);
+            publish_status(&status, &engine, media.counters.snapshot(), local);
         }
     }
 }
@@ -354,64 +316,30 @@ fn begin_shutdown(engine: &mut Engine) -> Instant {
     Instant::now()
 }
 
-const STATUS_EVERY: Duration = Duration::from_secs(5);
+const STATUS_EVERY: Duration = records::status::REFRESH_EVERY;
 
-/// What `denwa status` reads.
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct StatusFile {
-    pub updated_at: jiff::Timestamp,
-    /// How often the engine rewrites this file, even when nothing changed
-    /// (missing in files from older versions, which wrote every 5 s).
-    #[serde(default = "status_every_s")]
-    pub refresh_every_s: u64,
-    pub pid: u32,
-    pub listen: SocketAddr,
-    pub active_calls: usize,
-    pub media: MediaCounters,
-    pub registrations: Vec<serde_json::Value>,
-}
-
-fn status_every_s() -> u64 {
-    STATUS_EVERY.as_secs()
-}
-
-impl StatusFile {
-    /// How old the report is at `now` (zero if the clocks disagree).
-    pub fn age(&self, now: jiff::Timestamp) -> Duration {
-        Duration::try_from(now.duration_since(self.updated_at)).unwrap_or(Duration::ZERO)
-    }
-
-    pub fn refresh_every(&self) -> Duration {
-        Duration::from_secs(self.refresh_every_s.max(1))
-    }
-}
-
-/// Written atomically (temp file + rename), so a reader never sees half.
-fn write_status(path: &Path, engine: &Engine, media: MediaCounters, listen: SocketAddr) {
-    let status = StatusFile {
+/// Publish the engine's status (the status file is written from the channel).
+fn publish_status(status: &StatusSender, engine: &Engine, media: MediaCounters, listen: SocketAddr) {
+    let now = Instant::now();
+    let snapshot = StatusFile {
         updated_at: jiff::Timestamp::now(),
-        refresh_every_s: status_every_s(),
+        refresh_every_s: STATUS_EVERY.as_secs(),
         pid: std::process::id(),
         listen,
         active_calls: engine.active_calls(),
-        media,
+        media: serde_json::to_value(media).expect("counters serialise"),
         registrations: engine
-            .registration_status(Instant::now())
+            .registration_status(now)
             .into_iter()
             .map(|r| serde_json::to_value(r).expect("status serialises"))
             .collect(),
+        phones: engine
+            .phone_status(now)
+            .into_iter()
+            .map(|p| serde_json::to_value(p).expect("status serialises"))
+            .collect(),
     };
-    let write = || -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&status).expect("status serialises"))?;
-        std::fs::rename(&tmp, path)
-    };
-    if let Err(e) = write() {
-        debug!(path = %path.display(), error = %e, "cannot write the status file");
-    }
+    status.send_replace(Some(std::sync::Arc::new(snapshot)));
 }
 
 /// Read the mode file (`denwa mode` replaces it atomically) into the engine;

@@ -1,5 +1,9 @@
-//! What denwa keeps on disk: voicemail recordings and their index.
+//! What denwa keeps and publishes: the call log, the status snapshot,
+//! voicemail recordings and their index.
 //!
+//! - [`call_log`]: one JSON line per call, by a writer thread joined at shutdown.
+//! - [`status`]: the engine's status, published on a watch channel; the
+//!   status file is one reader of it.
 //! - [`recording`]: the crash-safe writer thread that turns decoded audio
 //!   frames into a WAV file, and [`recording::recover`] for what a crash left.
 //! - [`level`]: RMS level per frame, so the caller can tell silence from speech.
@@ -10,11 +14,13 @@
 //!   [`startup::VoicemailService`] is what the shell keeps while running.
 //! - [`cli`]: what `denwa voicemail …` prints.
 
+pub mod call_log;
 pub mod cli;
 pub mod db;
 pub mod level;
 pub mod recording;
 pub mod startup;
+pub mod status;
 pub mod voicemail;
 pub mod wav_repair;
 
