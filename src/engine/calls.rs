@@ -122,15 +122,14 @@ impl Engine {
         let active_calls = self.calls.values().filter(|e| e.line == line_name).count() as u32;
         let repeat_key = (line_name.clone(), normalised.number().unwrap_or("").to_string());
         let earlier = self.recent_callers.earlier(&repeat_key, now.wall);
-        let no_phones = BTreeMap::new();
+        let phone_states = self.phone_states(now);
         let decision = self.policy.decide(&CallFacts {
             dialled: &lookup,
             arrived_at: now.wall,
             caller: normalised.clone(),
             active_calls,
             shop_calls: self.calls.len() as u32,
-            // Staff phones do not register with denwa yet: none is free.
-            phones: &no_phones,
+            phones: &phone_states,
             earlier_calls: &earlier,
             modes: &self.modes,
         });

@@ -97,6 +97,38 @@ impl Engine {
         started
     }
 
+    /// Each configured phone as the policy sees it: on a call, free, or
+    /// not reachable (no live, answering binding).
+    pub(super) fn phone_states(&self, now: Now) -> std::collections::BTreeMap<String, crate::policy::PhoneState> {
+        use crate::policy::PhoneState;
+        self.phones
+            .0
+            .values()
+            .map(|phone| {
+                let state = if self.phone_in_call(&phone.name) {
+                    PhoneState::Busy
+                } else {
+                    let reachable = match &phone.reach {
+                        PhoneReach::Registers { .. } => self.registrar.as_ref().is_some_and(|r| {
+                            r.lookup(&phone.name, now.at)
+                                .iter()
+                                .any(|b| b.reachability != crate::sip::registrar::Reachability::Unreachable)
+                        }),
+                        PhoneReach::Fixed { .. } => true,
+                        // Not rung in this version, so never free.
+                        PhoneReach::Outside { .. } => false,
+                    };
+                    if reachable {
+                        PhoneState::Free
+                    } else {
+                        PhoneState::Unregistered
+                    }
+                };
+                (phone.name.clone(), state)
+            })
+            .collect()
+    }
+
     fn phone_in_call(&self, name: &str) -> bool {
         self.legs
             .values()
