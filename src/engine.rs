@@ -431,14 +431,7 @@ impl Engine {
                     }
                     return;
                 }
-                self.invite_txs.insert(
-                    key.clone(),
-                    InviteTxEntry {
-                        tx: ServerInvite::new(self.cfg.timers),
-                        call: None,
-                        dest: req.source,
-                    },
-                );
+                self.new_invite_tx(&key, req.source);
                 let tag = self.token();
                 let wire = self
                     .response(&req.msg, req.source, 420, "Bad Extension", Some(&tag))
@@ -652,6 +645,16 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// A new INVITE server transaction whose responses go to `dest`.
+    fn new_invite_tx(&mut self, key: &ServerTxKey, dest: SocketAddr) {
+        let entry = InviteTxEntry {
+            tx: ServerInvite::new(self.cfg.timers),
+            call: None,
+            dest,
+        };
+        self.invite_txs.insert(key.clone(), entry);
     }
 
     /// Send a request of ours in a new client transaction (Timers E/F/K).

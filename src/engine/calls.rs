@@ -40,6 +40,28 @@ struct LocalSdp {
 }
 
 /// What the media thread needs to know about the caller's side.
+/// The media thread's view of an agreed stream: where it goes, who may
+/// redirect it (symmetric RTP), and our own fresh RTP numbering.
+pub(super) fn peer_of(
+    media: &Negotiated,
+    signalling_source: std::net::IpAddr,
+    (ssrc, first_sequence, first_timestamp): (u32, u16, u32),
+    rtp_timeout: std::time::Duration,
+) -> Peer {
+    Peer {
+        remote: media.remote,
+        signalling_source,
+        codec: media.codec,
+        payload_type: media.payload_type,
+        telephone_event: media.telephone_event,
+        direction: media_direction(media.direction),
+        ssrc,
+        first_sequence,
+        first_timestamp,
+        rtp_timeout,
+    }
+}
+
 pub(super) fn media_direction(d: Direction) -> MediaDirection {
     match d {
         Direction::SendRecv => MediaDirection::SendRecv,
@@ -417,18 +439,7 @@ impl Engine {
             return;
         }
         entry.connected = true;
-        let peer = Peer {
-            remote: media.remote,
-            signalling_source: entry.source.ip(),
-            codec: media.codec,
-            payload_type: media.payload_type,
-            telephone_event: media.telephone_event,
-            direction: media_direction(media.direction),
-            ssrc,
-            first_sequence: seq,
-            first_timestamp: ts,
-            rtp_timeout,
-        };
+        let peer = peer_of(media, entry.source.ip(), (ssrc, seq, ts), rtp_timeout);
         let port = entry.port;
         self.out.push_back(Output::Media(MediaCommand::Connect { port, peer }));
     }

@@ -6,7 +6,6 @@
 use super::*;
 use crate::call::{LegId, LegStarted};
 use crate::config::{PhoneReach, Phones, WhenBusy};
-use crate::media::Peer;
 use crate::sip::dialog::{Dialog, InDialogVerdict};
 use crate::sip::request::{RequestBuilder, branch_from, uri_destination};
 use crate::sip::sdp::Negotiated;
@@ -368,18 +367,7 @@ impl Engine {
         let Some(media) = leg.media.clone() else { return };
         if !leg.connected {
             leg.connected = true;
-            let peer = Peer {
-                remote: media.remote,
-                signalling_source: leg.dest.ip(),
-                codec: media.codec,
-                payload_type: media.payload_type,
-                telephone_event: media.telephone_event,
-                direction: calls::media_direction(media.direction),
-                ssrc,
-                first_sequence: seq,
-                first_timestamp: ts,
-                rtp_timeout,
-            };
+            let peer = calls::peer_of(&media, leg.dest.ip(), (ssrc, seq, ts), rtp_timeout);
             let port = leg.port;
             self.out.push_back(Output::Media(MediaCommand::Connect { port, peer }));
         }
@@ -444,14 +432,7 @@ impl Engine {
                 .header("Retry-After", "1")
                 .build();
             if req.method == Method::Invite {
-                self.invite_txs.insert(
-                    key.clone(),
-                    InviteTxEntry {
-                        tx: ServerInvite::new(self.cfg.timers),
-                        call: None,
-                        dest: req.source,
-                    },
-                );
+                self.new_invite_tx(&key, req.source);
                 self.finish_invite_tx(now, &key, req.source, 500, wire.into());
             } else {
                 self.respond_non_invite(now, &req, wire.into());
@@ -508,14 +489,7 @@ impl Engine {
         }
         let wire: Wire = b.build().into();
         if req.method == Method::Invite {
-            self.invite_txs.insert(
-                key.clone(),
-                InviteTxEntry {
-                    tx: ServerInvite::new(self.cfg.timers),
-                    call: None,
-                    dest: req.source,
-                },
-            );
+            self.new_invite_tx(&key, req.source);
             self.finish_invite_tx(now, &key, req.source, status, wire);
         } else {
             self.respond_non_invite(now, &req, wire);
