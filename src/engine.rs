@@ -759,6 +759,7 @@ mod calls;
 mod legs;
 mod phones;
 mod registrations;
+pub mod rtp_timeline;
 
 #[cfg(test)]
 mod dialog_tests;
