@@ -58,6 +58,8 @@ pub enum Output {
     /// The staff phones' bindings changed: save this (restored at the next start).
     PhoneBindings(crate::sip::registrar::BindingsSnapshot),
     CallEnded(Box<CallRecord>),
+    /// Voicemail I/O for the shell: see [`voicemail::serve_request`].
+    Voicemail(voicemail::VoicemailRequest),
 }
 
 /// Media endpoints by their RTP port: the shell's allocator binds the
@@ -70,7 +72,7 @@ pub trait PortAllocator: Send {
 }
 
 /// A call as the engine names it (Call-IDs are the caller's and not unique).
-pub(crate) type CallKey = u64;
+pub type CallKey = u64;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum TimerKey {
@@ -761,7 +763,10 @@ impl Refusals {
 mod calls;
 mod legs;
 mod phones;
+pub mod recorder;
 mod registrations;
+pub mod rtp_timeline;
+pub mod voicemail;
 
 #[cfg(test)]
 mod dialog_tests;

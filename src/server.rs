@@ -90,6 +90,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // notifications queued; the notification worker starts.
     let mut voicemail = crate::records::startup::start(&settings.voicemail, &settings.notify, jiff::Timestamp::now())
         .map_err(anyhow::Error::msg)?;
+    // Recording adapters report silence and finished messages here.
+    let (recorder_tx, mut recorder_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut seed = [0u8; 8];
     getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     let mut engine = Engine::new(
@@ -177,6 +179,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 }
                 Output::Media(command) => media.send(command),
                 Output::PhoneBindings(snapshot) => save_bindings(&bindings_file, &snapshot),
+                Output::Voicemail(request) => crate::engine::voicemail::serve_request(
+                    &mut engine,
+                    &voicemail,
+                    &media,
+                    &recorder_tx,
+                    request,
+                    now(),
+                ),
                 Output::CallEnded(record) => {
                     info!(
                         call_id = %record.call_id,
@@ -226,6 +236,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 }
             }
             Some(event) = media_rx.recv() => handle_media_event(&mut engine, &releaser, event),
+            Some(event) = recorder_rx.recv() => crate::engine::voicemail::serve_event(&mut engine, &voicemail, event, now()),
             _ = timer => {}
             _ = hangup.recv(), if shutting_down.is_none() => {
                 info!(path = %config.path.display(), "SIGHUP: reloading the config");

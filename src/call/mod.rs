@@ -12,6 +12,7 @@
 
 pub mod record;
 mod ring;
+mod voicemail;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -27,6 +28,8 @@ use crate::sip::sdp::Negotiated;
 /// How long a finished call waits for its media endpoints' closing figures
 /// before writing its record without them.
 const STATS_WAIT: Duration = Duration::from_secs(1);
+/// How long a finished call waits for its voicemail's outcome.
+const RECORDING_WAIT: Duration = Duration::from_secs(5);
 
 /// A staff phone leg, as the engine names it.
 pub type LegId = u64;
@@ -58,6 +61,9 @@ pub struct CallSetup {
     pub prompt: Option<Arc<Prompt>>,
     /// Agreed media, when the INVITE carried an offer (else from the ACK).
     pub media: Option<Negotiated>,
+    /// The voicemail steps' greeting and goodbye audio by prompt name,
+    /// resolved when the call arrived (a missing one is skipped).
+    pub voicemail_prompts: Vec<(String, Arc<Prompt>)>,
 }
 
 /// A staff phone device the engine started ringing.
@@ -106,6 +112,14 @@ pub enum CallInput {
     LegHungUp(LegId),
     /// A phone leg's media endpoint closed, with its figures.
     LegMediaClosed(LegId, AudioQuality),
+    /// Whether the line's voicemail box is full (answers [`CallAction::CheckVoicemailBox`]).
+    VoicemailBox { full: bool },
+    /// The recording runs under this id (or could not start: why).
+    RecordingStarted(Result<String, String>),
+    /// The caller has been silent for the voicemail step's silence time.
+    VoicemailSilence,
+    /// The recording is over: kept under this id, or not kept and why.
+    RecordingDone(Result<String, String>),
     /// denwa is stopping.
     Shutdown,
 }
@@ -136,6 +150,16 @@ pub enum CallAction {
     Bridge(LegId),
     /// Send BYE to this answered leg (a late answer, or the call is over).
     HangupLeg(LegId),
+    /// Is the line's voicemail box full? Report [`CallInput::VoicemailBox`].
+    CheckVoicemailBox,
+    /// Play this prompt once to the caller; then [`CallInput::PlayFinished`].
+    PlayPrompt { media: Negotiated, prompt: Arc<Prompt> },
+    /// Record what the caller sends; report [`CallInput::RecordingStarted`],
+    /// later [`CallInput::VoicemailSilence`] and [`CallInput::RecordingDone`].
+    /// Messages shorter than `min_length` or silent throughout are not kept.
+    StartRecording { min_length: Duration, silence: Duration },
+    /// End the recording (it is kept if long enough and not silent).
+    StopRecording,
     /// The call is over: log this record and forget the call.
     Ended(Box<CallRecord>),
 }
@@ -148,6 +172,8 @@ enum Timer {
     RingTimeout,
     /// In-turn ringing: the current phone has rung long enough.
     NextPhone,
+    /// The voicemail message reached its maximum length.
+    VoicemailMax,
 }
 
 pub struct Call {
@@ -173,6 +199,9 @@ pub struct Call {
     endpoints_open: usize,
     media_closing: bool,
     skipped: Vec<&'static str>,
+    /// The voicemail step in progress.
+    voicemail: Option<voicemail::Voicemail>,
+    voicemail_prompts: Vec<(String, Arc<Prompt>)>,
     timers: Vec<(Timer, Instant)>,
     actions: VecDeque<CallAction>,
     record: CallRecord,
@@ -200,6 +229,8 @@ impl Call {
             endpoints_open: 1,
             media_closing: false,
             skipped: Vec::new(),
+            voicemail: None,
+            voicemail_prompts: setup.voicemail_prompts,
             timers: Vec::new(),
             actions: VecDeque::new(),
             record,
@@ -239,36 +270,29 @@ impl Call {
         self.run_step(now);
     }
 
-    /// Run the current step; steps this version cannot carry out (voicemail)
+    /// Run the current step; steps that cannot serve the call
     /// fall through to the next, noted in the record.
     fn run_step(&mut self, now: Now) {
-        loop {
-            match self.plan.steps.get(self.step).cloned() {
-                Some(Action::Announce { answer_after, .. }) => {
-                    // After a ring step the caller has heard ringing already.
-                    if answer_after.is_zero() || self.ringing_sent {
-                        self.answer(now);
-                    } else {
-                        self.send_ringing();
-                        self.timers.push((Timer::Answer, now.at + answer_after));
-                    }
-                }
-                Some(Action::Reject { status }) => self.refuse(now, status, HungUpBy::Denwa),
-                Some(Action::Ring(step)) => self.start_ringing(now, step),
-                Some(Action::Voicemail(_)) => {
-                    self.skipped.push("voicemail");
-                    self.step += 1;
-                    continue;
-                }
-                // Never ring into nothing: a plan with nothing left is refused.
-                None => {
-                    self.record
-                        .note
-                        .get_or_insert_with(|| "no step of the plan could serve the call".into());
-                    self.refuse(now, 480, HungUpBy::Denwa);
+        match self.plan.steps.get(self.step).cloned() {
+            Some(Action::Announce { answer_after, .. }) => {
+                // After a ring step the caller has heard ringing already.
+                if answer_after.is_zero() || self.ringing_sent {
+                    self.answer(now);
+                } else {
+                    self.send_ringing();
+                    self.timers.push((Timer::Answer, now.at + answer_after));
                 }
             }
-            break;
+            Some(Action::Reject { status }) => self.refuse(now, status, HungUpBy::Denwa),
+            Some(Action::Ring(step)) => self.start_ringing(now, step),
+            Some(Action::Voicemail(step)) => self.start_voicemail(step),
+            // Never ring into nothing: a plan with nothing left is refused.
+            None => {
+                self.record
+                    .note
+                    .get_or_insert_with(|| "no step of the plan could serve the call".into());
+                self.refuse(now, 480, HungUpBy::Denwa);
+            }
         }
         if !self.skipped.is_empty() {
             self.record.note = Some(format!(
@@ -306,6 +330,7 @@ impl Call {
                 Timer::StatsWait if self.phase == Phase::Closing => self.emit_record(),
                 Timer::RingTimeout => self.ring_timed_out(now),
                 Timer::NextPhone => self.ring_next_phone(now),
+                Timer::VoicemailMax => self.voicemail_max_length(now),
                 _ => {}
             }
         }
@@ -363,7 +388,7 @@ impl Call {
                 }
             }
             CallInput::PlayFinished => {
-                if self.phase == Phase::Answered {
+                if self.phase == Phase::Answered && !self.voicemail_play_finished(now) {
                     self.playing = false;
                     self.hang_up(now, None);
                 }
@@ -378,12 +403,21 @@ impl Call {
                 if self.record.digits.len() < 64 {
                     self.record.digits.push(digit);
                 }
+                if self.phase == Phase::Answered {
+                    self.voicemail_digit(now, digit);
+                }
             }
             CallInput::MediaChanged(media) => {
                 if matches!(self.phase, Phase::Ringing | Phase::Answered | Phase::Bridged) {
                     self.record.codec = Some(media.codec.name());
                     self.media = Some(media.clone());
-                    if self.playing || self.phase == Phase::Bridged {
+                    let recording = self.voicemail.as_ref().is_some_and(|v| {
+                        matches!(
+                            v.stage,
+                            voicemail::Stage::Starting | voicemail::Stage::Recording | voicemail::Stage::Over
+                        )
+                    });
+                    if self.playing || self.phase == Phase::Bridged || recording {
                         self.actions.push_back(CallAction::UpdateMedia(media));
                     } else if self.phase == Phase::Answered {
                         self.start_media(now);
@@ -412,6 +446,14 @@ impl Call {
                 }
                 self.endpoint_closed();
             }
+            CallInput::VoicemailBox { full } => self.voicemail_box(now, full),
+            CallInput::RecordingStarted(started) => self.recording_started(now, started),
+            CallInput::VoicemailSilence => {
+                if self.phase == Phase::Answered {
+                    self.voicemail_silence(now);
+                }
+            }
+            CallInput::RecordingDone(kept) => self.recording_done(kept),
             CallInput::Shutdown => match self.phase {
                 Phase::Ringing => {
                     self.record.note = Some("denwa shut down".into());
@@ -463,6 +505,10 @@ impl Call {
         if self.playing || self.phase != Phase::Answered {
             return;
         }
+        if self.voicemail.is_some() {
+            self.voicemail_media_ready();
+            return;
+        }
         let repeat = match self.plan.steps.get(self.step) {
             Some(Action::Announce { repeat, .. }) => *repeat,
             _ => 1,
@@ -505,6 +551,7 @@ impl Call {
             return;
         }
         self.hang_up_phone();
+        self.voicemail_call_over();
         self.phase = Phase::HangingUp;
         self.playing = false;
         if note.is_some() {
@@ -532,7 +579,7 @@ impl Call {
 
     fn endpoint_closed(&mut self) {
         self.endpoints_open = self.endpoints_open.saturating_sub(1);
-        if self.endpoints_open == 0 && self.phase == Phase::Closing {
+        if self.endpoints_open == 0 && self.phase == Phase::Closing && !self.awaiting_recording() {
             self.emit_record();
         }
     }
@@ -541,6 +588,7 @@ impl Call {
         if matches!(self.phase, Phase::Closing | Phase::Ended) {
             return;
         }
+        self.voicemail_call_over();
         self.phase = Phase::Closing;
         self.playing = false;
         self.ring = None;
@@ -548,10 +596,16 @@ impl Call {
         self.record.ended_at.get_or_insert(now.wall);
         self.record.final_status = status;
         self.close_media();
-        if self.endpoints_open == 0 {
+        if self.endpoints_open == 0 && !self.awaiting_recording() {
             self.emit_record();
         } else {
-            self.timers.push((Timer::StatsWait, now.at + STATS_WAIT));
+            // The writer may need a moment to close and index the message.
+            let wait = if self.awaiting_recording() {
+                RECORDING_WAIT
+            } else {
+                STATS_WAIT
+            };
+            self.timers.push((Timer::StatsWait, now.at + wait));
         }
     }
 
@@ -569,3 +623,5 @@ impl Call {
 mod ring_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod voicemail_tests;

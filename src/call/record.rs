@@ -73,6 +73,9 @@ pub struct CallRecord {
     /// Every staff phone leg tried, in the order they were rung.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub legs: Vec<LegRecord>,
+    /// The voicemail message the caller left, when one was kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voicemail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }

@@ -44,6 +44,7 @@ pub(super) fn call(answer_after: Duration, offer: bool) -> Call {
             audio: None,
             answered_by: None,
             legs: Vec::new(),
+            voicemail: None,
             note: None,
         },
         plan: Plan::single(Action::Announce {
@@ -56,6 +57,7 @@ pub(super) fn call(answer_after: Duration, offer: bool) -> Call {
         }),
         prompt: Some(prompt),
         media: offer.then(|| media(Direction::SendRecv)),
+        voicemail_prompts: Vec::new(),
     })
 }
 
@@ -73,6 +75,12 @@ pub(super) fn actions(c: &mut Call) -> Vec<String> {
             CallAction::CancelLeg(l) => format!("cancel {l}"),
             CallAction::Bridge(l) => format!("bridge {l}"),
             CallAction::HangupLeg(l) => format!("bye {l}"),
+            CallAction::CheckVoicemailBox => "check box".into(),
+            CallAction::PlayPrompt { prompt, .. } => format!("play {}", prompt.path.display()),
+            CallAction::StartRecording { min_length, silence } => {
+                format!("record min {}s silence {}s", min_length.as_secs(), silence.as_secs())
+            }
+            CallAction::StopRecording => "stop recording".into(),
             CallAction::Ended(r) => format!("ended {} {:?}", r.final_status, r.hung_up_by.map(HungUpBy::as_str)),
         })
         .collect()

@@ -188,6 +188,9 @@ impl Engine {
             return;
         }
 
+        // Voicemail greetings and goodbyes: a missing file is skipped, not fatal.
+        let voicemail_prompts = self.voicemail_prompts(&plan);
+
         // Media: answer their offer, or make ours if they sent none.
         let offer = match self.offer_of(&req) {
             Ok(offer) => offer,
@@ -238,6 +241,7 @@ impl Engine {
             audio: None,
             answered_by: None,
             legs: Vec::new(),
+            voicemail: None,
             note: None,
         };
         info!(call_id = %req.call_id, %line, caller = %record.caller, %why, "incoming call");
@@ -246,6 +250,7 @@ impl Engine {
             plan,
             prompt,
             media,
+            voicemail_prompts,
         });
         call.start(now);
         self.stats.calls_total += 1;
@@ -343,6 +348,10 @@ impl Engine {
                 CallAction::CancelLeg(leg) => self.cancel_leg(now, leg),
                 CallAction::Bridge(leg) => self.bridge(key, leg),
                 CallAction::HangupLeg(leg) => self.hang_up_leg(now, leg),
+                action @ (CallAction::CheckVoicemailBox
+                | CallAction::PlayPrompt { .. }
+                | CallAction::StartRecording { .. }
+                | CallAction::StopRecording) => self.voicemail_action(now, key, action),
                 CallAction::Ended(record) => {
                     self.forget_call(key);
                     self.out.push_back(Output::CallEnded(record));

@@ -14,7 +14,7 @@ fn raw(e: &mut Engine) -> (Vec<String>, Vec<MediaCommand>) {
         match o {
             Output::Transmit { data, .. } => sip.push(String::from_utf8(data.to_vec()).unwrap()),
             Output::Media(m) => media.push(m),
-            Output::CallEnded(_) | Output::PhoneBindings(_) => {}
+            Output::CallEnded(_) | Output::PhoneBindings(_) | Output::Voicemail(_) => {}
         }
     }
     (sip, media)

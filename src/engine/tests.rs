@@ -150,7 +150,7 @@ pub(super) fn outputs(e: &mut Engine) -> (Vec<String>, Vec<Started>, Vec<u16>, V
                     stops.push(port);
                     closed.push(port);
                 }
-                Output::Media(_) | Output::PhoneBindings(_) => {}
+                Output::Media(_) | Output::PhoneBindings(_) | Output::Voicemail(_) => {}
                 Output::CallEnded(r) => records.push(*r),
             }
         }

@@ -15,6 +15,8 @@ pub const MAX_FRAME_SAMPLES: usize = 3 * FRAME_SAMPLES;
 /// One received packet's audio, decoded.
 #[derive(Debug, Clone)]
 pub struct RecordFrame {
+    /// The sender's SSRC: a new one starts a new stream.
+    pub ssrc: u32,
     /// RTP timestamp of the packet (8 kHz units): gaps show lost packets.
     pub timestamp: u32,
     pub len: usize,
@@ -43,9 +45,10 @@ pub fn channel(capacity: usize) -> (RecordSink, Receiver<RecordFrame>) {
 
 impl RecordSink {
     /// Decode `payload` and pass it on; false when the writer is gone.
-    pub fn push(&mut self, codec: Codec, timestamp: u32, payload: &[u8]) -> bool {
+    pub fn push(&mut self, codec: Codec, ssrc: u32, timestamp: u32, payload: &[u8]) -> bool {
         let len = payload.len().min(MAX_FRAME_SAMPLES);
         let mut frame = RecordFrame {
+            ssrc,
             timestamp,
             len,
             samples: [0; MAX_FRAME_SAMPLES],
@@ -71,9 +74,12 @@ mod tests {
     #[test]
     fn frames_are_decoded_and_a_slow_writer_loses_frames_not_time() {
         let (mut sink, rx) = channel(2);
-        assert!(sink.push(Codec::Pcma, 160, &[0xD5; 160]));
-        assert!(sink.push(Codec::Pcmu, 320, &[0xFF, 0x80]));
-        assert!(sink.push(Codec::Pcmu, 480, &[0xFF; 160]), "full: dropped, not blocked");
+        assert!(sink.push(Codec::Pcma, 1, 160, &[0xD5; 160]));
+        assert!(sink.push(Codec::Pcmu, 1, 320, &[0xFF, 0x80]));
+        assert!(
+            sink.push(Codec::Pcmu, 1, 480, &[0xFF; 160]),
+            "full: dropped, not blocked"
+        );
         assert_eq!(sink.dropped, 1);
         let first = rx.recv().unwrap();
         assert_eq!(
@@ -82,6 +88,6 @@ mod tests {
         );
         assert_eq!(rx.recv().unwrap().samples(), &[0, 32124]);
         drop(rx);
-        assert!(!sink.push(Codec::Pcmu, 640, &[0; 160]), "the writer is gone");
+        assert!(!sink.push(Codec::Pcmu, 1, 640, &[0; 160]), "the writer is gone");
     }
 }

@@ -421,7 +421,8 @@ impl MediaLoop {
                 Inbound::Audio { header } => {
                     if let (Some(sink), Some(peer)) = (slot.record.as_mut(), slot.logic.peer()) {
                         let timestamp = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
-                        if !sink.push(peer.codec, timestamp, &packet[header..]) {
+                        let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+                        if !sink.push(peer.codec, ssrc, timestamp, &packet[header..]) {
                             slot.record = None;
                         }
                     }
