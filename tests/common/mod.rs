@@ -56,6 +56,8 @@ pub struct Denwa {
     child: Child,
     pub port: u16,
     pub dir: PathBuf,
+    /// The address it listens on.
+    pub ip: String,
 }
 
 impl Denwa {
@@ -70,18 +72,30 @@ impl Denwa {
     /// line or be empty), `extra` is appended (provider, numbers), `env` is
     /// given to the process (passwords).
     pub fn start_with(name: &str, sip_extra: &str, extra: &str, env: &[(&str, &str)]) -> Denwa {
+        Denwa::start_listening_on(name, "127.0.0.1", sip_extra, extra, env)
+    }
+
+    /// As [`start_with`](Self::start_with), listening on `listen_ip` (a test
+    /// host of [`test_hosts`], for peers that refuse loopback).
+    pub fn start_listening_on(
+        name: &str,
+        listen_ip: &str,
+        sip_extra: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Denwa {
         assert_private_network();
         let dir = std::env::temp_dir().join(format!("denwa-interop-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         write_tone(&dir.join("five.wav"), 44_100, 2, 5.0);
         write_tone(&dir.join("short.wav"), 16_000, 1, 1.0);
-        let port = free_udp_port();
+        let port = UdpSocket::bind((listen_ip, 0)).unwrap().local_addr().unwrap().port();
         let block = 30_000 + NEXT_BLOCK.fetch_add(1, Ordering::SeqCst) * 200;
         let config = format!(
             r#"
 {sip_extra}
-listen = "127.0.0.1:{port}"
+listen = "{listen_ip}:{port}"
 rtp_ports = "{block}-{last}"
 [prompts]
 dir = "."
@@ -119,14 +133,19 @@ answer_after = "5s"
             .stderr(std::fs::File::create(dir.join("denwa.log")).unwrap())
             .spawn()
             .unwrap();
-        let denwa = Denwa { child, port, dir };
+        let denwa = Denwa {
+            child,
+            port,
+            dir,
+            ip: listen_ip.to_string(),
+        };
         denwa.wait_ready();
         denwa
     }
 
     /// Poll with OPTIONS until denwa answers.
     fn wait_ready(&self) {
-        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let probe = UdpSocket::bind((self.ip.as_str(), 0)).unwrap();
         probe.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
         let local = probe.local_addr().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -134,11 +153,14 @@ answer_after = "5s"
         while Instant::now() < deadline {
             n += 1;
             let options = format!(
-                "OPTIONS sip:ping@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-ready-{n}\r\n\
-From: <sip:probe@{local}>;tag=p\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: ready-{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
-                self.port
+                "OPTIONS sip:ping@{ip}:{} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-ready-{n}\r\n\
+From: <sip:probe@{local}>;tag=p\r\nTo: <sip:ping@{ip}>\r\nCall-ID: ready-{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+                self.port,
+                ip = self.ip
             );
-            probe.send_to(options.as_bytes(), ("127.0.0.1", self.port)).unwrap();
+            probe
+                .send_to(options.as_bytes(), (self.ip.as_str(), self.port))
+                .unwrap();
             let mut buf = [0u8; 2048];
             if let Ok(len) = probe.recv(&mut buf)
                 && buf[..len].starts_with(b"SIP/2.0 200")
@@ -294,4 +316,36 @@ pub fn check_stream(packets: &[(Instant, Vec<u8>)], payload_type: u8, expected: 
         drift < Duration::from_millis(100),
         "stream took {span:?}, ideal {ideal:?}"
     );
+}
+
+/// Two test hosts, 10.77.0.1 (`dw0`) and 10.77.0.2 (`dw1`), joined by a veth
+/// pair inside the private namespace, for peers that pick a non-loopback
+/// interface for their Contact and SDP. Both ends stay in the namespace, so
+/// nothing leaves it. Created once per namespace; returns the two addresses.
+pub fn test_hosts() -> (&'static str, &'static str) {
+    static CREATED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    // Never add links to a real network namespace.
+    assert_private_network();
+    let mut created = CREATED.lock().unwrap_or_else(|e| e.into_inner());
+    if !*created && !Path::new("/sys/class/net/dw0").exists() {
+        for args in [
+            "link add dw0 type veth peer name dw1",
+            "addr add 10.77.0.1/24 dev dw0",
+            "addr add 10.77.0.2/24 dev dw1",
+            "link set dw0 up",
+            "link set dw1 up",
+        ] {
+            let out = Command::new("ip")
+                .args(args.split(' '))
+                .output()
+                .expect("ip is installed (Debian package iproute2)");
+            assert!(
+                out.status.success(),
+                "ip {args}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    *created = true;
+    ("10.77.0.1", "10.77.0.2")
 }
