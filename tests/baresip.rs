@@ -2,10 +2,11 @@
 //! registers with denwa with digest, and when a caller rings the delivery
 //! line it answers by itself and the two talk, each with its own tone.
 //!
-//! baresip picks a non-loopback interface for its Contact and SDP, so the
-//! test runs it on a test host of ours (a veth pair inside the private
-//! network namespace of scripts/test): denwa on 10.77.0.1, baresip on
-//! 10.77.0.2, the SIPp caller and its RTP on 127.0.0.1.
+//! baresip picks a non-loopback interface for its Contact and SDP, and its
+//! RTP socket is unbound, so it runs on a test host of its own: a network
+//! namespace holding one end of a veth pair (10.77.0.2), the other end
+//! (10.77.0.1, denwa) in the private namespace of scripts/test, where the
+//! SIPp caller and its RTP use 127.0.0.1.
 
 mod common;
 
@@ -15,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{Denwa, test_hosts};
+use common::{Denwa, FAR_HOST, NEAR_HOST, spawn_on_test_host, test_link};
 use denwa::media::g711;
 use denwa::media::rtp::read_header;
 
@@ -98,12 +99,14 @@ struct Baresip {
 impl Baresip {
     /// Start baresip headless on `ip`, registering as desk with denwa; it
     /// says a `PHONE_HZ` tone and dumps what it sent and heard.
-    fn start(denwa: &Denwa, ip: &str) -> Baresip {
+    fn start(denwa: &Denwa) -> Baresip {
         require_baresip();
         let dir = denwa.dir.join("baresip");
         std::fs::create_dir_all(dir.join("dumps")).unwrap();
         write_tone(&dir.join("says.wav"), PHONE_HZ, 30.0);
-        let port = UdpSocket::bind((ip, 0)).unwrap().local_addr().unwrap().port();
+        let ip = FAR_HOST;
+        // Its own namespace: any port is free there.
+        let port = 5060;
         std::fs::write(
             dir.join("config"),
             format!(
@@ -135,16 +138,13 @@ impl Baresip {
         )
         .unwrap();
         let log = std::fs::File::create(dir.join("baresip.log")).unwrap();
-        let child = Command::new("baresip")
-            // -s: the SIP trace, to see which digest it answered with.
-            .args(["-s", "-f"])
-            .arg(&dir)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("baresip starts");
+        // -s: the SIP trace, to see which digest it answered with.
+        let child = spawn_on_test_host("baresip", &["-s".as_ref(), "-f".as_ref(), dir.as_os_str()], |cmd| {
+            cmd.current_dir(&dir)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log);
+        });
         Baresip { child, dir }
     }
 
@@ -324,17 +324,18 @@ fn wait_for_log(denwa: &Denwa, baresip: &Baresip, needle: &str) {
 
 #[test]
 fn baresip_registers_with_digest_answers_the_delivery_line_and_both_sides_hear_each_other() {
-    let (denwa_ip, phone_ip) = test_hosts();
+    test_link();
+    let (denwa_ip, phone_ip) = (NEAR_HOST, FAR_HOST);
     let denwa = Denwa::start_listening_on(
         "baresip",
         denwa_ip,
-        "[sip]\ntrusted_sources = [\"127.0.0.0/8\", \"10.77.0.0/24\"]\ndigest_algorithms = [\"SHA-256\"]\n",
+        "[sip]\ntrusted_sources = [\"127.0.0.0/8\", \"10.77.0.0/24\"]\ndigest_algorithms = [\"MD5\"]\n",
         "[phones.desk]\npassword_env = \"DESK_PASSWORD\"\n\
 [numbers.delivery]\nregister = false\nnumber = \"0501110002\"\n\
 [[numbers.delivery.rules]]\nring = { phones = [\"desk\"], timeout = \"10s\" }\nannounce = \"short.wav\"\n",
         &[("DESK_PASSWORD", DESK_PASSWORD)],
     );
-    let baresip = Baresip::start(&denwa, phone_ip);
+    let baresip = Baresip::start(&denwa);
     wait_for_log(&denwa, &baresip, "staff phone registered");
     let registered = denwa
         .log()
@@ -347,12 +348,18 @@ fn baresip_registers_with_digest_answers_the_delivery_line_and_both_sides_hear_e
         registered.contains(phone_ip),
         "the Contact names baresip's test host: {registered}"
     );
-    // Challenged first, then answered with the one algorithm offered.
+    // Challenged first, with MD5 only: baresip 1.0.0 (Debian 12's libre)
+    // gives up on a 401 that carries any SHA-256 challenge, even after an
+    // MD5 one ("Register: Function not implemented").
     let trace = baresip.log();
     assert!(trace.contains("SIP/2.0 401"), "denwa challenged:\n{trace}");
+    let authorization = trace
+        .lines()
+        .find(|l| l.starts_with("Authorization: Digest"))
+        .unwrap_or_else(|| panic!("baresip answered the challenge:\n{trace}"));
     assert!(
-        trace.contains("algorithm=SHA-256") && trace.contains("Authorization: Digest"),
-        "baresip answered the SHA-256 challenge:\n{trace}"
+        authorization.contains("username=\"desk\"") && !authorization.contains("SHA-256"),
+        "{authorization}"
     );
 
     let media = CallerMedia::start();
@@ -369,6 +376,7 @@ fn baresip_registers_with_digest_answers_the_delivery_line_and_both_sides_hear_e
 
     let calls = denwa.wait_for_calls(1);
     let c = &calls[0];
+    eprintln!("call log: {c}");
     assert_eq!(c["answered_by"], "desk", "{c}");
     assert_eq!(c["hung_up_by"], "caller", "{c}");
     let leg = &c["legs"][0];
@@ -378,9 +386,10 @@ fn baresip_registers_with_digest_answers_the_delivery_line_and_both_sides_hear_e
     // The caller heard baresip: its tone, relayed as the PCMA it offered.
     assert!(
         heard.len() >= 150,
-        "{} packets reached the caller: {c}\nbaresip log:\n{}",
+        "{} packets reached the caller: {c}\nbaresip log:\n{}\ndenwa log:\n{}",
         heard.len(),
-        baresip.log()
+        baresip.log(),
+        denwa.log()
     );
     assert!(
         heard.iter().all(|p| read_header(p).is_some_and(|h| h.0 == 8)),

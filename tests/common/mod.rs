@@ -318,34 +318,67 @@ pub fn check_stream(packets: &[(Instant, Vec<u8>)], payload_type: u8, expected: 
     );
 }
 
-/// Two test hosts, 10.77.0.1 (`dw0`) and 10.77.0.2 (`dw1`), joined by a veth
-/// pair inside the private namespace, for peers that pick a non-loopback
-/// interface for their Contact and SDP. Both ends stay in the namespace, so
-/// nothing leaves it. Created once per namespace; returns the two addresses.
-pub fn test_hosts() -> (&'static str, &'static str) {
-    static CREATED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+/// The test hosts of [`test_link`]: this namespace's end, and the far end
+/// (a namespace of its own, see [`spawn_on_test_host`]).
+pub const NEAR_HOST: &str = "10.77.0.1";
+pub const FAR_HOST: &str = "10.77.0.2";
+
+/// A veth pair inside the private namespace: `dw0` (10.77.0.1/24) here, and
+/// `dw1` waiting for [`spawn_on_test_host`] to take it. For peers that pick
+/// a non-loopback interface for their Contact and SDP. Nothing leaves: the
+/// pair's ends are only ever in namespaces we create.
+pub fn test_link() {
     // Never add links to a real network namespace.
     assert_private_network();
-    let mut created = CREATED.lock().unwrap_or_else(|e| e.into_inner());
-    if !*created && !Path::new("/sys/class/net/dw0").exists() {
-        for args in [
-            "link add dw0 type veth peer name dw1",
-            "addr add 10.77.0.1/24 dev dw0",
-            "addr add 10.77.0.2/24 dev dw1",
-            "link set dw0 up",
-            "link set dw1 up",
-        ] {
-            let out = Command::new("ip")
-                .args(args.split(' '))
-                .output()
-                .expect("ip is installed (Debian package iproute2)");
-            assert!(
-                out.status.success(),
-                "ip {args}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+    if Path::new("/sys/class/net/dw0").exists() {
+        // Left over by an earlier test whose far host still runs: start afresh.
+        let _ = Command::new("ip").args(["link", "del", "dw0"]).status();
     }
-    *created = true;
-    ("10.77.0.1", "10.77.0.2")
+    for args in [
+        "link add dw0 type veth peer name dw1".to_string(),
+        format!("addr add {NEAR_HOST}/24 dev dw0"),
+        "link set dw0 up".to_string(),
+    ] {
+        let out = Command::new("ip")
+            .args(args.split(' '))
+            .output()
+            .expect("ip is installed (Debian package iproute2)");
+        assert!(
+            out.status.success(),
+            "ip {args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Run `program` on a host of its own: a new network namespace whose only
+/// interfaces are its loopback and `dw1` of [`test_link`] as 10.77.0.2/24.
+/// `setup` sets its stdio, directory and so on. The namespace (and the veth
+/// pair with it) goes away when the program exits.
+pub fn spawn_on_test_host(program: &str, args: &[&std::ffi::OsStr], setup: impl FnOnce(&mut Command)) -> Child {
+    let script = format!(
+        "until ip link show dw1 >/dev/null 2>&1; do sleep 0.05; done; \
+         ip link set lo up && ip addr add {FAR_HOST}/24 dev dw1 && ip link set dw1 up && exec \"$0\" \"$@\""
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--net", "--", "sh", "-c", &script, program]).args(args);
+    setup(&mut cmd);
+    // unshare execs the shell, which execs the program: one pid throughout.
+    let mut child = cmd.spawn().expect("unshare is installed (Debian package util-linux)");
+    // Move the link only once the child is in its new namespace.
+    let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let theirs = format!("/proc/{}/ns/net", child.id());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_link(&theirs).is_ok_and(|ns| ns == ours) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = Command::new("ip")
+        .args(["link", "set", "dw1", "netns", &child.id().to_string()])
+        .output()
+        .expect("ip");
+    if !out.status.success() {
+        let _ = child.kill();
+        panic!("moving dw1 to the test host: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    child
 }
