@@ -79,6 +79,7 @@ mod tests {
                 audio: None,
                 answered_by: None,
                 legs: Vec::new(),
+                voicemail: None,
                 note: None,
             }));
         }

@@ -56,6 +56,8 @@ pub struct Denwa {
     child: Child,
     pub port: u16,
     pub dir: PathBuf,
+    /// The address it listens on.
+    pub ip: String,
 }
 
 impl Denwa {
@@ -70,18 +72,30 @@ impl Denwa {
     /// line or be empty), `extra` is appended (provider, numbers), `env` is
     /// given to the process (passwords).
     pub fn start_with(name: &str, sip_extra: &str, extra: &str, env: &[(&str, &str)]) -> Denwa {
+        Denwa::start_listening_on(name, "127.0.0.1", sip_extra, extra, env)
+    }
+
+    /// As [`start_with`](Self::start_with), listening on `listen_ip` (a test
+    /// host of [`test_hosts`], for peers that refuse loopback).
+    pub fn start_listening_on(
+        name: &str,
+        listen_ip: &str,
+        sip_extra: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Denwa {
         assert_private_network();
         let dir = std::env::temp_dir().join(format!("denwa-interop-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         write_tone(&dir.join("five.wav"), 44_100, 2, 5.0);
         write_tone(&dir.join("short.wav"), 16_000, 1, 1.0);
-        let port = free_udp_port();
+        let port = UdpSocket::bind((listen_ip, 0)).unwrap().local_addr().unwrap().port();
         let block = 30_000 + NEXT_BLOCK.fetch_add(1, Ordering::SeqCst) * 200;
         let config = format!(
             r#"
 {sip_extra}
-listen = "127.0.0.1:{port}"
+listen = "{listen_ip}:{port}"
 rtp_ports = "{block}-{last}"
 [prompts]
 dir = "."
@@ -119,14 +133,19 @@ answer_after = "5s"
             .stderr(std::fs::File::create(dir.join("denwa.log")).unwrap())
             .spawn()
             .unwrap();
-        let denwa = Denwa { child, port, dir };
+        let denwa = Denwa {
+            child,
+            port,
+            dir,
+            ip: listen_ip.to_string(),
+        };
         denwa.wait_ready();
         denwa
     }
 
     /// Poll with OPTIONS until denwa answers.
     fn wait_ready(&self) {
-        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let probe = UdpSocket::bind((self.ip.as_str(), 0)).unwrap();
         probe.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
         let local = probe.local_addr().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -134,11 +153,14 @@ answer_after = "5s"
         while Instant::now() < deadline {
             n += 1;
             let options = format!(
-                "OPTIONS sip:ping@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-ready-{n}\r\n\
-From: <sip:probe@{local}>;tag=p\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: ready-{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
-                self.port
+                "OPTIONS sip:ping@{ip}:{} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-ready-{n}\r\n\
+From: <sip:probe@{local}>;tag=p\r\nTo: <sip:ping@{ip}>\r\nCall-ID: ready-{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+                self.port,
+                ip = self.ip
             );
-            probe.send_to(options.as_bytes(), ("127.0.0.1", self.port)).unwrap();
+            probe
+                .send_to(options.as_bytes(), (self.ip.as_str(), self.port))
+                .unwrap();
             let mut buf = [0u8; 2048];
             if let Ok(len) = probe.recv(&mut buf)
                 && buf[..len].starts_with(b"SIP/2.0 200")
@@ -294,4 +316,69 @@ pub fn check_stream(packets: &[(Instant, Vec<u8>)], payload_type: u8, expected: 
         drift < Duration::from_millis(100),
         "stream took {span:?}, ideal {ideal:?}"
     );
+}
+
+/// The test hosts of [`test_link`]: this namespace's end, and the far end
+/// (a namespace of its own, see [`spawn_on_test_host`]).
+pub const NEAR_HOST: &str = "10.77.0.1";
+pub const FAR_HOST: &str = "10.77.0.2";
+
+/// A veth pair inside the private namespace: `dw0` (10.77.0.1/24) here, and
+/// `dw1` waiting for [`spawn_on_test_host`] to take it. For peers that pick
+/// a non-loopback interface for their Contact and SDP. Nothing leaves: the
+/// pair's ends are only ever in namespaces we create.
+pub fn test_link() {
+    // Never add links to a real network namespace.
+    assert_private_network();
+    if Path::new("/sys/class/net/dw0").exists() {
+        // Left over by an earlier test whose far host still runs: start afresh.
+        let _ = Command::new("ip").args(["link", "del", "dw0"]).status();
+    }
+    for args in [
+        "link add dw0 type veth peer name dw1".to_string(),
+        format!("addr add {NEAR_HOST}/24 dev dw0"),
+        "link set dw0 up".to_string(),
+    ] {
+        let out = Command::new("ip")
+            .args(args.split(' '))
+            .output()
+            .expect("ip is installed (Debian package iproute2)");
+        assert!(
+            out.status.success(),
+            "ip {args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Run `program` on a host of its own: a new network namespace whose only
+/// interfaces are its loopback and `dw1` of [`test_link`] as 10.77.0.2/24.
+/// `setup` sets its stdio, directory and so on. The namespace (and the veth
+/// pair with it) goes away when the program exits.
+pub fn spawn_on_test_host(program: &str, args: &[&std::ffi::OsStr], setup: impl FnOnce(&mut Command)) -> Child {
+    let script = format!(
+        "until ip link show dw1 >/dev/null 2>&1; do sleep 0.05; done; \
+         ip link set lo up && ip addr add {FAR_HOST}/24 dev dw1 && ip link set dw1 up && exec \"$0\" \"$@\""
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--net", "--", "sh", "-c", &script, program]).args(args);
+    setup(&mut cmd);
+    // unshare execs the shell, which execs the program: one pid throughout.
+    let mut child = cmd.spawn().expect("unshare is installed (Debian package util-linux)");
+    // Move the link only once the child is in its new namespace.
+    let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let theirs = format!("/proc/{}/ns/net", child.id());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_link(&theirs).is_ok_and(|ns| ns == ours) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = Command::new("ip")
+        .args(["link", "set", "dw1", "netns", &child.id().to_string()])
+        .output()
+        .expect("ip");
+    if !out.status.success() {
+        let _ = child.kill();
+        panic!("moving dw1 to the test host: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    child
 }
