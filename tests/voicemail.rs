@@ -1,0 +1,108 @@
+//! Leaving a message, against real SIP software: a SIPp caller hears the
+//! greeting and the beep, speaks 7.08 s (sip-tester's g711a.pcap), falls
+//! silent, and denwa hangs up; the message is a WAV whose samples are the
+//! caller's, listed by `denwa voicemail list`. Runs inside a private network
+//! namespace (scripts/test).
+
+mod common;
+
+use std::process::Command;
+
+use common::Denwa;
+use denwa::media::g711;
+
+/// The RTP payloads of a pcap file (Ethernet, IPv4, UDP, RTP without CSRCs).
+fn pcap_payloads(path: &str) -> Vec<Vec<u8>> {
+    let data = std::fs::read(path).expect("sip-tester's pcaps are installed");
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= data.len() {
+        let len = u32::from_le_bytes(data[at + 8..at + 12].try_into().unwrap()) as usize;
+        let frame = &data[at + 16..at + 16 + len];
+        let ip_header = ((frame[14] & 0x0f) as usize) * 4;
+        out.push(frame[14 + ip_header + 8 + 12..].to_vec());
+        at += 16 + len;
+    }
+    out
+}
+
+#[test]
+fn a_caller_leaves_a_message_that_is_kept_sample_for_sample() {
+    let denwa = Denwa::start_with(
+        "voicemail",
+        "[sip]\ntrusted_sources = [\"127.0.0.0/8\"]\n",
+        "[voicemail]\ndir = \"vm\"\n\
+[numbers.box]\nregister = false\nnumber = \"0501110010\"\n\
+[[numbers.box.rules]]\nvoicemail = { max_length = \"30s\", silence = \"2s\" }\nannounce = \"short.wav\"\n",
+        &[],
+    );
+    denwa.sipp("leave_message.xml", "box", &[]);
+    let calls = denwa.wait_for_calls(1);
+    let c = &calls[0];
+    assert_eq!(c["hung_up_by"], "denwa", "{c}");
+    let id = c["voicemail"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a message was kept: {c}"));
+
+    // The WAV: 8 kHz 16-bit mono, exactly the caller's A-law decoded.
+    let wav = denwa.dir.join("vm").join(format!("{id}.wav"));
+    let mut reader = hound::WavReader::open(&wav).unwrap_or_else(|e| panic!("{}: {e}", wav.display()));
+    let spec = reader.spec();
+    assert_eq!((spec.sample_rate, spec.channels, spec.bits_per_sample), (8000, 1, 16));
+    let got: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let sent: Vec<i16> = pcap_payloads("/usr/share/sip-tester/g711a.pcap")
+        .concat()
+        .into_iter()
+        .map(g711::alaw_to_linear)
+        .collect();
+    let seconds = got.len() as f64 / 8000.0;
+    assert!(
+        (seconds - 7.08).abs() <= 0.02,
+        "the message lasts {seconds:.3} s, the caller spoke 7.08 s"
+    );
+    let start = (0..=got.len().saturating_sub(sent.len().min(got.len())))
+        .find(|&i| got[i..].starts_with(&sent[..800.min(sent.len())]))
+        .expect("the caller's first 100 ms are in the message");
+    let same = got[start..].iter().zip(&sent).filter(|(a, b)| a == b).count();
+    assert!(
+        same as f64 >= sent.len() as f64 * 0.99,
+        "{same} of {} samples equal the caller's",
+        sent.len()
+    );
+
+    // The owner finds it.
+    let out = Command::new(env!("CARGO_BIN_EXE_denwa"))
+        .args(["voicemail", "--config"])
+        .arg(denwa.dir.join("shop.toml"))
+        .args(["list", "--json"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && listed.contains(id), "{listed}");
+}
+
+#[test]
+fn hanging_up_during_the_greeting_leaves_no_message_but_a_call_log_line() {
+    let denwa = Denwa::start_with(
+        "voicemail-hangup",
+        "[sip]\ntrusted_sources = [\"127.0.0.0/8\"]\n",
+        "[voicemail]\ndir = \"vm\"\n\
+[numbers.box]\nregister = false\nnumber = \"0501110010\"\n\
+[[numbers.box.rules]]\nvoicemail = { greeting = \"five.wav\", max_length = \"30s\" }\nannounce = \"short.wav\"\n",
+        &[],
+    );
+    // dtmf.xml presses 1 and # during the 5 s greeting, then hangs up.
+    denwa.sipp("dtmf.xml", "box", &[]);
+    let calls = denwa.wait_for_calls(1);
+    let c = &calls[0];
+    assert_eq!(c["hung_up_by"], "caller", "{c}");
+    assert!(c["voicemail"].is_null(), "{c}");
+    let kept = std::fs::read_dir(denwa.dir.join("vm"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "wav"))
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(kept, 0);
+}
