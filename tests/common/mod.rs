@@ -143,6 +143,27 @@ answer_after = "5s"
         denwa
     }
 
+    /// Kill denwa without warning (SIGKILL: no shutdown, as a crash or a
+    /// power cut), then start it again on the same folder and config.
+    pub fn crash_and_restart(&mut self, env: &[(&str, &str)]) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("denwa.log"))
+            .unwrap();
+        self.child = Command::new(env!("CARGO_BIN_EXE_denwa"))
+            .args(["run", "--config"])
+            .arg(self.dir.join("shop.toml"))
+            .envs(env.iter().copied())
+            .env("DENWA_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.wait_ready();
+    }
+
     /// Poll with OPTIONS until denwa answers.
     fn wait_ready(&self) {
         let probe = UdpSocket::bind((self.ip.as_str(), 0)).unwrap();
