@@ -47,6 +47,9 @@ pub struct Args {
     cps: u32,
     transcode: bool,
     timeout: u64,
+    /// Seconds to wait after a level's hang-up before reading RSSafter
+    /// (denwa keeps finished transactions up to 32 s, RFC 3261 timers).
+    settle: u64,
     denwa: PathBuf,
 }
 
@@ -57,6 +60,7 @@ fn args() -> Args {
         cps: 200,
         transcode: false,
         timeout: 900,
+        settle: 1,
         denwa: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/denwa"),
     };
     let mut it = std::env::args().skip(1);
@@ -70,14 +74,20 @@ fn args() -> Args {
             "--levels" => a.levels = value.split(',').map(|r| r.trim().parse().expect("level")).collect(),
             "--seconds" => a.seconds = value.parse().expect("seconds"),
             "--cps" => a.cps = value.parse().expect("calls per second"),
+            "--settle" => a.settle = value.parse().expect("settle seconds"),
             "--timeout" => a.timeout = value.parse().expect("timeout seconds"),
             "--denwa" => a.denwa = value.into(),
-            other => panic!("unknown flag {other}; use --levels, --seconds, --cps, --transcode, --timeout, --denwa"),
+            other => panic!(
+                "unknown flag {other}; use --levels, --seconds, --cps, --transcode, --settle, --timeout, --denwa"
+            ),
         }
     }
     assert!(a.cps > 0 && a.seconds > 0, "--cps and --seconds must be positive");
     // The phone registers once for an hour (denwa's maximum); no refresh.
-    assert!(a.timeout < 3500, "--timeout must stay under the hour the phone is registered for");
+    assert!(
+        a.timeout < 3500,
+        "--timeout must stay under the hour the phone is registered for"
+    );
     a
 }
 
@@ -121,7 +131,12 @@ fn set_buffers(socket: &UdpSocket, bytes: libc::c_int) {
     // SAFETY: setting int socket options on a socket we own; the kernel caps
     // them at net.core.{r,w}mem_max unless FORCE is allowed (root).
     unsafe {
-        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
+        for opt in [
+            libc::SO_RCVBUFFORCE,
+            libc::SO_RCVBUF,
+            libc::SO_SNDBUFFORCE,
+            libc::SO_SNDBUF,
+        ] {
             libc::setsockopt(
                 socket.as_raw_fd(),
                 libc::SOL_SOCKET,
@@ -232,7 +247,13 @@ impl Media {
     }
 
     fn send(&self, id: usize, sock: &Arc<RtpSocket>, dest: SocketAddr, from: Codec, to: Codec) {
-        let out = Outgoing::new(id, sock.clone(), dest, from.static_payload_type(), Codebook::new(from, to));
+        let out = Outgoing::new(
+            id,
+            sock.clone(),
+            dest,
+            from.static_payload_type(),
+            Codebook::new(from, to),
+        );
         self.pace.send(PaceCmd::Start(Box::new(out))).unwrap();
     }
 
@@ -275,6 +296,8 @@ struct Row {
     lat_p99_ms: f64,
     lat_max_ms: f64,
     ctl_p99_ms: f64,
+    /// Relayed packets per second received during the hold (offered: 100 per call).
+    pps: f64,
     denwa_core: f64,
     cpu_us_per_packet: f64,
     cpu_ms_per_call_minute: f64,
@@ -285,7 +308,7 @@ struct Row {
 
 fn print_header() {
     println!(
-        "{:>5} {:>5} {:>4} {:>7} {:>8} {:>8} {:>5} {:>5} {:>4} {:>4} {:>7} {:>7} {:>7} {:>7} {:>6} {:>7} {:>8} {:>6} {:>8} {:>8}",
+        "{:>5} {:>5} {:>4} {:>7} {:>8} {:>8} {:>5} {:>5} {:>4} {:>4} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>7} {:>8} {:>6} {:>8} {:>8}",
         "calls",
         "ok",
         "fail",
@@ -300,6 +323,7 @@ fn print_header() {
         "lat_p99",
         "lat_max",
         "ctl_p99",
+        "pps",
         "dw%cpu",
         "us/pkt",
         "ms/c-min",
@@ -311,7 +335,7 @@ fn print_header() {
 
 fn print_row(r: &Row) {
     println!(
-        "{:>5} {:>5} {:>4} {:>5.1}ms {:>8} {:>8} {:>5} {:>5} {:>4} {:>4} {:>5.3}ms {:>5.3}ms {:>5.1}ms {:>5.3}ms {:>5.1}% {:>7.2} {:>8.1} {:>5.0}% {:>8.1} {:>5}MiB",
+        "{:>5} {:>5} {:>4} {:>5.1}ms {:>8} {:>8} {:>5} {:>5} {:>4} {:>4} {:>5.3}ms {:>5.3}ms {:>5.1}ms {:>5.3}ms {:>6.0} {:>5.1}% {:>7.2} {:>8.1} {:>5.0}% {:>8.1} {:>5}MiB",
         r.level,
         r.ok,
         r.failed,
@@ -326,6 +350,7 @@ fn print_row(r: &Row) {
         r.lat_p99_ms,
         r.lat_max_ms,
         r.ctl_p99_ms,
+        r.pps,
         r.denwa_core,
         r.cpu_us_per_packet,
         r.cpu_ms_per_call_minute,
@@ -357,7 +382,7 @@ fn run_level(run: &mut Run, media: &Media, args: &Args, calls: usize, denwa: u32
     let report = media.finish();
     run.hang_up_all();
     run.pump(media, Instant::now() + Duration::from_secs(40), |r| r.all_ended());
-    run.pump(media, Instant::now() + Duration::from_secs(1), |_| false);
+    run.pump(media, Instant::now() + Duration::from_secs(args.settle), |_| false);
     let rss_after = rss_kib(denwa);
 
     let relay_sent: u64 = sent.iter().filter(|(id, _)| **id < CONTROL_BASE).map(|(_, n)| n).sum();
@@ -395,6 +420,7 @@ fn run_level(run: &mut Run, media: &Media, args: &Args, calls: usize, denwa: u32
         lat_p99_ms: report.relay.quantile_ms(0.99),
         lat_max_ms: report.relay.max_ms(),
         ctl_p99_ms: report.control.quantile_ms(0.99),
+        pps: relayed as f64 / window,
         denwa_core: cpu / (window * 10.0),
         cpu_us_per_packet: cpu * 1000.0 / relayed.max(1) as f64,
         cpu_ms_per_call_minute: cpu / (calls as f64 * window / 60.0),
@@ -466,7 +492,11 @@ fn main() {
     println!(
         "denwa bridge benchmark: callers offer PCMA, the phone answers {}{}; {} s held per level, calls placed at {}/s",
         media.phone_codec.name(),
-        if args.transcode { " (denwa transcodes)" } else { " (no transcoding)" },
+        if args.transcode {
+            " (denwa transcodes)"
+        } else {
+            " (no transcoding)"
+        },
         args.seconds,
         args.cps
     );
@@ -477,7 +507,9 @@ fn main() {
         idle_rss
     );
     println!(
-        "lat = receive time - send time through denwa (includes this generator's wake-up); ctl_p99 = the same for streams that bypass denwa"
+        "lat = receive time - send time through denwa (includes this generator's wake-up); ctl_p99 = the same for streams that bypass denwa;\n\
+pps = relayed packets/s received in the hold (offered 100 per call: lower when the pacer falls behind); \
+us/pkt and ms/c-min = denwa CPU per relayed packet and per call-minute; KiB/call = (RSS in the hold - idle RSS) / calls; RSSafter = after hang-up"
     );
     print_header();
     for &calls in &args.levels {

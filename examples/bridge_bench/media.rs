@@ -124,7 +124,11 @@ pub fn pace(commands: Receiver<PaceCmd>, epoch: Instant) {
             match commands.try_recv() {
                 Ok(PaceCmd::Start(o)) => slots[o.id % SLOTS as usize].push(o),
                 Ok(PaceCmd::StopAll(reply)) => {
-                    let sent = slots.iter_mut().flat_map(|s| s.drain(..)).map(|o| (o.id, o.sent)).collect();
+                    let sent = slots
+                        .iter_mut()
+                        .flat_map(|s| s.drain(..))
+                        .map(|o| (o.id, o.sent))
+                        .collect();
                     let _ = reply.send((sent, errors, worst_lag));
                     (errors, worst_lag) = (0, Duration::ZERO);
                 }

@@ -77,7 +77,9 @@ impl<'a> Msg<'a> {
     }
 
     fn cseq_method(&self) -> &'a str {
-        self.header("CSeq").and_then(|c| c.split_whitespace().nth(1)).unwrap_or("")
+        self.header("CSeq")
+            .and_then(|c| c.split_whitespace().nth(1))
+            .unwrap_or("")
     }
 
     fn call_id(&self) -> &'a str {
@@ -162,7 +164,9 @@ Contact: <sip:desk@{local}>\r\nExpires: 3600\r\n{auth}Max-Forwards: 70\r\nConten
         let mut buf = [0u8; 4096];
         let mut exchange = |wire: String| -> Result<String, String> {
             sock.send_to(wire.as_bytes(), denwa).map_err(|e| e.to_string())?;
-            let (n, _) = sock.recv_from(&mut buf).map_err(|e| format!("no answer to REGISTER: {e}"))?;
+            let (n, _) = sock
+                .recv_from(&mut buf)
+                .map_err(|e| format!("no answer to REGISTER: {e}"))?;
             Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
         };
         let challenge_text = exchange(request(1, ""))?;
@@ -258,7 +262,9 @@ impl Run {
         let mut phone = MioSocket::from_std(phone.sock);
         let mut caller = MioSocket::from_std(caller);
         poll.registry().register(&mut phone, PHONE, Interest::READABLE).unwrap();
-        poll.registry().register(&mut caller, CALLER, Interest::READABLE).unwrap();
+        poll.registry()
+            .register(&mut caller, CALLER, Interest::READABLE)
+            .unwrap();
         Run {
             poll,
             phone,
@@ -344,8 +350,8 @@ From: <sip:{}@{local}>;tag=t{}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 BYE\r\nMax-Fo
         let heard: HashMap<usize, u64> = report.streams.iter().map(|s| (s.stream, s.unique)).collect();
         for (i, c) in self.calls.iter_mut().enumerate() {
             let n = self.base + i;
-            let both_ways = heard.get(&(2 * n)).copied().unwrap_or(0) > 0
-                && heard.get(&(2 * n + 1)).copied().unwrap_or(0) > 0;
+            let both_ways =
+                heard.get(&(2 * n)).copied().unwrap_or(0) > 0 && heard.get(&(2 * n + 1)).copied().unwrap_or(0) > 0;
             if c.state == State::Done && !both_ways {
                 c.state = State::Failed("no media one way".into());
             }
@@ -370,7 +376,10 @@ From: <sip:{}@{local}>;tag=t{}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 BYE\r\nMax-Fo
         }
         let mut list: Vec<_> = reasons.into_iter().collect();
         list.sort();
-        list.iter().map(|(why, n)| format!("{why} ×{n}")).collect::<Vec<_>>().join(", ")
+        list.iter()
+            .map(|(why, n)| format!("{why} ×{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     pub fn setup_p99_ms(&self) -> f64 {
@@ -403,7 +412,11 @@ From: <sip:{}@{local}>;tag=t{}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 BYE\r\nMax-Fo
             let _ = self.poll.poll(&mut events, Some(wait));
             for event in events.iter() {
                 loop {
-                    let sock = if event.token() == PHONE { &self.phone } else { &self.caller };
+                    let sock = if event.token() == PHONE {
+                        &self.phone
+                    } else {
+                        &self.caller
+                    };
                     let (n, from) = match sock.recv_from(&mut buf) {
                         Ok(r) => r,
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -517,7 +530,9 @@ Contact: <sip:{user}@{local}>\r\nMax-Forwards: 70\r\nContent-Type: application/s
                     .and_then(|n| n.parse::<usize>().ok())
                     .map_or(usize::MAX, |n| n.wrapping_sub(self.base));
                 let Some(call) = self.calls.get_mut(index) else {
-                    let _ = self.phone.send_to(msg.reply("486 Busy Here", Some("x"), "", "").as_bytes(), from);
+                    let _ = self
+                        .phone
+                        .send_to(msg.reply("486 Busy Here", Some("x"), "", "").as_bytes(), from);
                     return;
                 };
                 call.to_phone_leg = sdp_audio(msg.body);
@@ -525,7 +540,9 @@ Contact: <sip:{user}@{local}>\r\nMax-Forwards: 70\r\nContent-Type: application/s
                 let tag = format!("p{}", call.user);
                 let local = self.phone.local_addr().unwrap();
                 let contact = format!("Contact: <sip:desk@{local}>\r\n");
-                let _ = self.phone.send_to(msg.reply("180 Ringing", Some(&tag), &contact, "").as_bytes(), from);
+                let _ = self
+                    .phone
+                    .send_to(msg.reply("180 Ringing", Some(&tag), &contact, "").as_bytes(), from);
                 let codec = self.phone_codec;
                 let sdp = format!(
                     "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP {pt} 101\r\n\
@@ -637,20 +654,15 @@ From: <sip:{}@{local}>;tag=t{}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 ACK\r\nMax-Fo
                     c.retransmit = None;
                 }
             }
-            ("BYE", 200..=299) => {
-                if c.state == State::Hanging {
-                    c.state = State::Done;
-                    c.retransmit = None;
-                }
+            ("BYE", 200..=299) if c.state == State::Hanging => {
+                c.state = State::Done;
+                c.retransmit = None;
             }
-            ("BYE", 300..) => {
-                if c.state == State::Hanging {
-                    c.state = State::Failed(format!("BYE answered {status}"));
-                    c.retransmit = None;
-                }
+            ("BYE", 300..) if c.state == State::Hanging => {
+                c.state = State::Failed(format!("BYE answered {status}"));
+                c.retransmit = None;
             }
             _ => {}
         }
     }
 }
-
