@@ -16,7 +16,7 @@ pub use route::{RouteArgs, route};
 use crate::config::{self, Config};
 
 fn load(path: &Path) -> Result<Config, ExitCode> {
-    config::load(path).map_err(|errors| {
+    config::load_without_secrets(path).map_err(|errors| {
         for e in &errors.0 {
             eprintln!("error: {e}");
         }

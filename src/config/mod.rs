@@ -325,6 +325,7 @@ struct Checker<'a> {
     source: &'a str,
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigError>,
+    secrets: Secrets,
 }
 
 impl Checker<'_> {
@@ -472,6 +473,23 @@ pub fn bindings_file_of(status_file: &Path) -> PathBuf {
 
 /// Load and validate a config file, loading every prompt it names.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_with(path, Secrets::Required)
+}
+
+/// For the owner's tools (`route`, `mode`, `calls`): the same validation, but
+/// a password variable that is not set in this shell is no error (the tools
+/// never use the secrets; the running engine has them).
+pub fn load_without_secrets(path: &Path) -> Result<Config, ConfigErrors> {
+    load_with(path, Secrets::Optional)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Secrets {
+    Required,
+    Optional,
+}
+
+fn load_with(path: &Path, secrets: Secrets) -> Result<Config, ConfigErrors> {
     let source = read_config(path).map_err(|message| {
         ConfigErrors(vec![ConfigError {
             file: path.to_owned(),
@@ -480,16 +498,21 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             message,
         }])
     })?;
-    parse(path, &source)
+    parse_with(path, &source, secrets)
 }
 
 /// Validate config text (`path` names the file in errors and anchors relative paths).
 pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
+    parse_with(path, source, Secrets::Required)
+}
+
+fn parse_with(path: &Path, source: &str, secrets: Secrets) -> Result<Config, ConfigErrors> {
     let mut ck = Checker {
         file: path,
         source,
         errors: Vec::new(),
         warnings: Vec::new(),
+        secrets,
     };
     let file: File = match toml::from_str(source) {
         Ok(f) => f,
@@ -931,6 +954,7 @@ fn compile_registration(
         .map_err(|e| ck.error(&via.span(), format!("{key}: registrar/outbound_proxy"), e))
         .ok();
     let password = match (&section.password_env, &section.password_file) {
+        (Some(_), None) if ck.secrets == Secrets::Optional => Some(String::new()),
         (Some(var), None) => std::env::var(var.get_ref())
             .map_err(|_| {
                 ck.error(

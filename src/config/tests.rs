@@ -128,6 +128,26 @@ fn provider_registration_and_secrets() {
 }
 
 #[test]
+fn the_owners_tools_load_a_config_whose_secrets_are_not_in_their_shell() {
+    let dir = prompt_dir();
+    let text = format!(
+        "[sip]\nlisten = \"127.0.0.1:5060\"\n[prompts]\ndir = \"{}\"\n[provider]\nregistrar = \"127.0.0.1:5070\"\n\
+[phones.desk]\npassword_env = \"DENWA_TEST_UNSET_DESK\"\n\
+[numbers.public]\nnumber = \"1\"\npassword_env = \"DENWA_TEST_UNSET_VAR\"\n[[numbers.public.rules]]\nannounce = \"hello.wav\"\n",
+        dir.display()
+    );
+    let path = dir.join("shop.toml");
+    std::fs::write(&path, &text).unwrap();
+    let e = load(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("DENWA_TEST_UNSET_VAR is not set") && e.contains("DENWA_TEST_UNSET_DESK is not set"),
+        "{e}"
+    );
+    let c = load_without_secrets(&path).expect("the tools need no secrets");
+    assert_eq!(c.policy.numbers.len(), 1);
+}
+
+#[test]
 fn match_fields() {
     let c = check("[numbers.a]\nnumber = \"1\"\nmatch = [\"to\"]\n[[numbers.a.rules]]\nannounce = \"hello.wav\"\n")
         .unwrap();

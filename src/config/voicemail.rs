@@ -444,6 +444,7 @@ fn compile_smtp(ck: &mut Checker, table: &Spanned<toml::Table>, base: &Path, nee
             );
             None
         }
+        (Some(_), None) if needed && ck.secrets == super::Secrets::Optional => Some(Secret::new(String::new())),
         (Some(var), None) if needed => match std::env::var(&var) {
             Ok(p) => Some(Secret::new(p)),
             Err(_) => {
