@@ -122,6 +122,12 @@ impl Drop for Kamailio {
 /// denwa with the three example numbers registered at `kamailio`; `wrong`
 /// gives that line a wrong password. No trusted sources: only the provider.
 fn denwa_at(kamailio: &Kamailio, name: &str, expires: u32, wrong: Option<&str>) -> Denwa {
+    denwa_with(kamailio, name, expires, wrong, None)
+}
+
+/// As [`denwa_at`]; with `desk`, the delivery line rings a staff phone
+/// `desk` (password `phone-secret-1`) for up to 8 s before its announcement.
+fn denwa_with(kamailio: &Kamailio, name: &str, expires: u32, wrong: Option<&str>, desk: Option<()>) -> Denwa {
     let mut extra = format!(
         "[provider]\nregistrar = \"{}\"\nexpires = {expires}\nretry_max = \"4s\"\nkeepalive = \"5s\"\n",
         kamailio.address()
@@ -131,14 +137,26 @@ fn denwa_at(kamailio: &Kamailio, name: &str, expires: u32, wrong: Option<&str>) 
         let var = format!("DENWA_TEST_PW_{}", line.to_uppercase());
         // partner plays the 5 s prompt, so a caller can hang up before it ends.
         let prompt = if line == "partner" { "five.wav" } else { "short.wav" };
+        let ring = if desk.is_some() && line == "delivery" {
+            "ring = { phones = [\"desk\"], timeout = \"8s\" }\n"
+        } else {
+            ""
+        };
         extra.push_str(&format!(
-            "[numbers.{line}]\nnumber = \"{user}\"\npassword_env = \"{var}\"\n[[numbers.{line}.rules]]\nannounce = \"{prompt}\"\n"
+            "[numbers.{line}]\nnumber = \"{user}\"\npassword_env = \"{var}\"\n[[numbers.{line}.rules]]\n{ring}announce = \"{prompt}\"\n"
         ));
         let pw = if wrong == Some(line) { "not-the-password" } else { pw };
         env.push((var, pw.to_string()));
     }
+    let mut sip = String::new();
+    if desk.is_some() {
+        extra.push_str("[phones.desk]\npassword_env = \"DESK_PASSWORD\"\n");
+        env.push(("DESK_PASSWORD".into(), "phone-secret-1".into()));
+        // SIPp answers only the first challenge it sees.
+        sip.push_str("[sip]\ndigest_algorithms = [\"MD5\", \"SHA-256\"]\n");
+    }
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Denwa::start_with(name, "", &extra, &env)
+    Denwa::start_with(name, &sip, &extra, &env)
 }
 
 fn status(denwa: &Denwa) -> serde_json::Value {
@@ -439,5 +457,51 @@ fn provider_restart_40s_spanning_a_register_timeout_is_noticed() {
         denwa.log().contains("no response from the registrar"),
         "the refresh timed out during the outage:\n{}",
         denwa.log()
+    );
+}
+
+#[test]
+fn a_provider_call_to_the_delivery_number_rings_the_staff_phone_and_is_bridged() {
+    let kamailio = Kamailio::start("ring");
+    let denwa = denwa_with(&kamailio, "ring", 60, None, Some(()));
+    wait_until("delivery registered", Duration::from_secs(10), || {
+        state_of(&denwa, "delivery") == "registered"
+    });
+    // The desk phone registers with denwa, then answers as a UAS where it registered.
+    let phone_port = free_udp_port();
+    let sink = RtpSink::start();
+    let registered = denwa.sipp_from_port("phone_register.xml", phone_port, &[]);
+    assert!(registered.status.success(), "the phone registers:\n{}", denwa.log());
+    let phone = denwa.spawn_sipp_uas("phone_answers.xml", phone_port, &[("rtp_port", sink.port.to_string())]);
+    std::thread::sleep(Duration::from_millis(300));
+    // A courier dials the delivery DID at the provider and talks for 3 s.
+    denwa.sipp_to(
+        &kamailio.address(),
+        "127.0.0.1",
+        "caller_talks_via_provider.xml",
+        "0501110002",
+        &[],
+    );
+    let out = phone.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the phone's side: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        sink.packets.join().unwrap().len() >= 90,
+        "the courier's audio reached the phone"
+    );
+    let calls = denwa.wait_for_calls(1);
+    let c = &calls[0];
+    assert_eq!(
+        (&c["line"], &c["answered_by"]),
+        (&"delivery".into(), &"desk".into()),
+        "{c}"
+    );
+    assert!(
+        kamailio.log().contains("INVITE for 0501110002 relayed to sip:dw-"),
+        "the call came through the provider:\n{}",
+        kamailio.log()
     );
 }

@@ -227,6 +227,41 @@ From: <sip:probe@{local}>;tag=p\r\nTo: <sip:ping@{ip}>\r\nCall-ID: ready-{n}\r\n
         );
     }
 
+    /// Run SIPp against this denwa from a fixed local port (a phone registers
+    /// from the port it later answers on); `server`: as a UAS, no target.
+    fn sipp_command(&self, scenario: &str, port: u16, server: bool, keys: &[(&str, String)]) -> Command {
+        let mut cmd = Command::new("sipp");
+        if !server {
+            cmd.arg(format!("{}:{}", self.ip, self.port));
+        }
+        cmd.arg("-sf")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(scenario))
+            .args(["-m", "1", "-i", &self.ip, "-mi", &self.ip, "-nostdin"])
+            .args(["-p", &port.to_string(), "-mp", &free_udp_port().to_string()])
+            .args(["-timeout", "40s", "-timeout_error", "-trace_err"])
+            .current_dir(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in keys {
+            cmd.args(["-key", k, v]);
+        }
+        cmd
+    }
+
+    /// A UAC scenario from `port`, to completion.
+    pub fn sipp_from_port(&self, scenario: &str, port: u16, keys: &[(&str, String)]) -> std::process::Output {
+        self.sipp_command(scenario, port, false, keys)
+            .output()
+            .expect("sipp is installed")
+    }
+
+    /// A UAS scenario on `port`, in the background (wait for it with `wait_with_output`).
+    pub fn spawn_sipp_uas(&self, scenario: &str, port: u16, keys: &[(&str, String)]) -> Child {
+        self.sipp_command(scenario, port, true, keys)
+            .spawn()
+            .expect("sipp is installed")
+    }
+
     /// Run SIPp from `local_ip` against `target` (denwa, or a proxy in front of it).
     pub fn sipp_to(&self, target: &str, local_ip: &str, scenario: &str, service: &str, keys: &[(&str, String)]) {
         let mut cmd = Command::new("sipp");
