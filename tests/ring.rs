@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Denwa, RtpSink, free_udp_port};
+use common::{Denwa, RtpSink, free_udp_port, pcap_payloads};
 use denwa::media::g711;
 use denwa::media::rtp::read_header;
 
@@ -76,22 +76,6 @@ fn phone(denwa: &Denwa, port: u16, scenario: &str, keys: &[(&str, String)]) -> C
 fn wait(denwa: &Denwa, scenario: &str, child: Child) {
     let out = child.wait_with_output().expect("sipp");
     check(denwa, scenario, out);
-}
-
-/// The RTP payloads of a pcap file (Ethernet, IPv4, UDP, RTP without CSRCs).
-fn pcap_payloads(path: &str) -> Vec<Vec<u8>> {
-    let data = std::fs::read(path).expect("sip-tester's pcaps are installed");
-    let mut out = Vec::new();
-    let mut at = 24;
-    while at + 16 <= data.len() {
-        let len = u32::from_le_bytes(data[at + 8..at + 12].try_into().unwrap()) as usize;
-        let frame = &data[at + 16..at + 16 + len];
-        let ip_header = ((frame[14] & 0x0f) as usize) * 4;
-        let rtp = &frame[14 + ip_header + 8..];
-        out.push(rtp[12..].to_vec());
-        at += 16 + len;
-    }
-    out
 }
 
 #[test]

@@ -8,23 +8,8 @@ mod common;
 
 use std::process::Command;
 
-use common::Denwa;
+use common::{Denwa, pcap_payloads};
 use denwa::media::g711;
-
-/// The RTP payloads of a pcap file (Ethernet, IPv4, UDP, RTP without CSRCs).
-fn pcap_payloads(path: &str) -> Vec<Vec<u8>> {
-    let data = std::fs::read(path).expect("sip-tester's pcaps are installed");
-    let mut out = Vec::new();
-    let mut at = 24;
-    while at + 16 <= data.len() {
-        let len = u32::from_le_bytes(data[at + 8..at + 12].try_into().unwrap()) as usize;
-        let frame = &data[at + 16..at + 16 + len];
-        let ip_header = ((frame[14] & 0x0f) as usize) * 4;
-        out.push(frame[14 + ip_header + 8 + 12..].to_vec());
-        at += 16 + len;
-    }
-    out
-}
 
 #[test]
 fn a_caller_leaves_a_message_that_is_kept_sample_for_sample() {

@@ -329,6 +329,41 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
+    /// A password from the environment variable `var` names (`what` says
+    /// whose, for the error). Tools that need no secrets get an empty one.
+    fn secret_from_env(&mut self, var: &Spanned<String>, key: &str, what: &str) -> Option<String> {
+        if self.secrets == Secrets::Optional {
+            return Some(String::new());
+        }
+        std::env::var(var.get_ref())
+            .map_err(|_| {
+                self.error(
+                    &var.span(),
+                    format!("{key}.password_env"),
+                    format!(
+                        "environment variable {} is not set (it should hold {what})",
+                        var.get_ref()
+                    ),
+                )
+            })
+            .ok()
+    }
+
+    /// A password from a file (relative to the config), without its line end.
+    fn secret_from_file(&mut self, base: &Path, file: &Spanned<String>, key: &str) -> Option<String> {
+        let path = base.join(file.get_ref());
+        std::fs::read_to_string(&path)
+            .map(|p| p.trim_end_matches(['\r', '\n']).to_string())
+            .map_err(|e| {
+                self.error(
+                    &file.span(),
+                    format!("{key}.password_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })
+            .ok()
+    }
+
     /// A problem in another file the config names (a calendar, a list).
     fn error_in(&mut self, file: &Path, line: usize, key: impl Into<String>, message: impl Into<String>) {
         self.errors.push(ConfigError {
@@ -954,32 +989,8 @@ fn compile_registration(
         .map_err(|e| ck.error(&via.span(), format!("{key}: registrar/outbound_proxy"), e))
         .ok();
     let password = match (&section.password_env, &section.password_file) {
-        (Some(_), None) if ck.secrets == Secrets::Optional => Some(String::new()),
-        (Some(var), None) => std::env::var(var.get_ref())
-            .map_err(|_| {
-                ck.error(
-                    &var.span(),
-                    format!("{key}.password_env"),
-                    format!(
-                        "environment variable {} is not set (it should hold this number's SIP password)",
-                        var.get_ref()
-                    ),
-                )
-            })
-            .ok(),
-        (None, Some(file)) => {
-            let path = base.join(file.get_ref());
-            std::fs::read_to_string(&path)
-                .map(|p| p.trim_end_matches(['\r', '\n']).to_string())
-                .map_err(|e| {
-                    ck.error(
-                        &file.span(),
-                        format!("{key}.password_file"),
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })
-                .ok()
-        }
+        (Some(var), None) => ck.secret_from_env(var, key, "this number's SIP password"),
+        (None, Some(file)) => ck.secret_from_file(base, file, key),
         (None, None) => {
             ck.error(
                 &section.number.span(),

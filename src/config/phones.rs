@@ -154,39 +154,10 @@ pub(super) fn compile_phones(
                 number: n.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect(),
             }
         } else {
-            let password = if let Some(var) = &s.password_env {
-                std::env::var(var.get_ref())
-                    .or_else(|e| {
-                        if ck.secrets == super::Secrets::Optional {
-                            Ok(String::new())
-                        } else {
-                            Err(e)
-                        }
-                    })
-                    .map_err(|_| {
-                        ck.error(
-                            &var.span(),
-                            format!("{key}.password_env"),
-                            format!(
-                                "environment variable {} is not set (it should hold this phone's SIP password)",
-                                var.get_ref()
-                            ),
-                        )
-                    })
-                    .ok()
-            } else {
-                let file = s.password_file.as_ref().expect("one of the two");
-                let path = base.join(file.get_ref());
-                std::fs::read_to_string(&path)
-                    .map(|p| p.trim_end_matches(['\r', '\n']).to_string())
-                    .map_err(|e| {
-                        ck.error(
-                            &file.span(),
-                            format!("{key}.password_file"),
-                            format!("cannot read {}: {e}", path.display()),
-                        )
-                    })
-                    .ok()
+            let password = match (&s.password_env, &s.password_file) {
+                (Some(var), _) => ck.secret_from_env(var, &key, "this phone's SIP password"),
+                (None, Some(file)) => ck.secret_from_file(base, file, &key),
+                (None, None) => unreachable!("checked above: one of the two"),
             };
             let Some(password) = password else { continue };
             // Tools that load the config without secrets see an empty one.

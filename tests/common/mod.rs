@@ -438,3 +438,18 @@ pub fn spawn_on_test_host(program: &str, args: &[&std::ffi::OsStr], setup: impl 
     }
     child
 }
+
+/// The RTP payloads of a pcap file (Ethernet, IPv4, UDP, RTP without CSRCs).
+pub fn pcap_payloads(path: &str) -> Vec<Vec<u8>> {
+    let data = std::fs::read(path).expect("sip-tester's pcaps are installed");
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= data.len() {
+        let len = u32::from_le_bytes(data[at + 8..at + 12].try_into().unwrap()) as usize;
+        let frame = &data[at + 16..at + 16 + len];
+        let ip_header = ((frame[14] & 0x0f) as usize) * 4;
+        out.push(frame[14 + ip_header + 8 + 12..].to_vec());
+        at += 16 + len;
+    }
+    out
+}
