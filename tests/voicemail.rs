@@ -176,3 +176,138 @@ args = [\"-c\", \"echo \\\"$DENWA_VM_ID $DENWA_VM_RECOVERED\\\" >> \\\"$NOTIFIED
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(text.trim().ends_with(" 1"), "notified as recovered: {text}");
 }
+
+/// g711a.pcap rewritten for a test: each record's RTP is passed through
+/// `edit` (which may drop it: `None`), timestamps and lengths kept.
+fn rewrite_pcap(to: &std::path::Path, mut edit: impl FnMut(usize, &[u8]) -> Option<Vec<u8>>) {
+    let data = std::fs::read("/usr/share/sip-tester/g711a.pcap").unwrap();
+    let mut out = data[..24].to_vec();
+    let (mut at, mut n) = (24, 0);
+    while at + 16 <= data.len() {
+        let len = u32::from_le_bytes(data[at + 8..at + 12].try_into().unwrap()) as usize;
+        let frame = &data[at + 16..at + 16 + len];
+        let rtp_at = 14 + ((frame[14] & 0x0f) as usize) * 4 + 8;
+        if let Some(rtp) = edit(n, &frame[rtp_at..]) {
+            assert_eq!(rtp.len(), len - rtp_at, "same length");
+            out.extend_from_slice(&data[at..at + 16]);
+            out.extend_from_slice(&frame[..rtp_at]);
+            out.extend_from_slice(&rtp);
+        }
+        at += 16 + len;
+        n += 1;
+    }
+    std::fs::write(to, out).unwrap();
+}
+
+fn message_box(name: &str) -> Denwa {
+    Denwa::start_with(
+        name,
+        "[sip]\ntrusted_sources = [\"127.0.0.0/8\"]\n",
+        "[voicemail]\ndir = \"vm\"\n\
+[numbers.box]\nregister = false\nnumber = \"0501110010\"\n\
+[[numbers.box.rules]]\nvoicemail = { max_length = \"30s\", silence = \"2s\" }\nannounce = \"short.wav\"\n",
+        &[],
+    )
+}
+
+fn kept_samples(denwa: &Denwa) -> Vec<i16> {
+    let calls = denwa.wait_for_calls(1);
+    let id = calls[0]["voicemail"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a message was kept: {}", calls[0]))
+        .to_string();
+    let wav = denwa.dir.join("vm").join(format!("{id}.wav"));
+    hound::WavReader::open(&wav)
+        .unwrap()
+        .samples::<i16>()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn a_pcmu_caller_is_kept_sample_for_sample_too() {
+    let denwa = message_box("voicemail-pcmu");
+    // The same speech, as µ-law: payload transcoded, payload type 0.
+    rewrite_pcap(&denwa.dir.join("message.pcap"), |_, rtp| {
+        let mut rtp = rtp.to_vec();
+        rtp[1] &= 0x80;
+        for b in &mut rtp[12..] {
+            *b = g711::linear_to_ulaw(g711::alaw_to_linear(*b));
+        }
+        Some(rtp)
+    });
+    denwa.sipp(
+        "leave_message_from_file.xml",
+        "box",
+        &[("codec_pt", "0".into()), ("codec_name", "PCMU".into())],
+    );
+    let got = kept_samples(&denwa);
+    let sent: Vec<i16> = pcap_payloads(&denwa.dir.join("message.pcap").to_string_lossy())
+        .concat()
+        .into_iter()
+        .map(g711::ulaw_to_linear)
+        .collect();
+    assert!(
+        (got.len() as i64 - sent.len() as i64).abs() <= 160,
+        "{} samples for {}",
+        got.len(),
+        sent.len()
+    );
+    let same = got.iter().zip(&sent).filter(|(a, b)| a == b).count();
+    assert!(
+        same as f64 >= sent.len() as f64 * 0.99,
+        "{same} of {} samples equal",
+        sent.len()
+    );
+}
+
+#[test]
+fn lost_and_reordered_packets_keep_the_message_s_length_and_place() {
+    let denwa = message_box("voicemail-lossy");
+    let payloads = pcap_payloads("/usr/share/sip-tester/g711a.pcap");
+    // Every 10th packet lost; each pair 4/5, 14/15, … sent the wrong way round.
+    let originals: Vec<Vec<u8>> = {
+        let data = std::fs::read("/usr/share/sip-tester/g711a.pcap").unwrap();
+        let mut v = Vec::new();
+        let mut at = 24;
+        while at + 16 <= data.len() {
+            let len = u32::from_le_bytes(data[at + 8..at + 12].try_into().unwrap()) as usize;
+            let frame = &data[at + 16..at + 16 + len];
+            v.push(frame[14 + ((frame[14] & 0x0f) as usize) * 4 + 8..].to_vec());
+            at += 16 + len;
+        }
+        v
+    };
+    rewrite_pcap(&denwa.dir.join("message.pcap"), |n, _| {
+        let last = originals.len() - 1;
+        match n % 10 {
+            _ if n == 0 || n == last => Some(originals[n].clone()),
+            0 => None,
+            4 if n + 1 < last => Some(originals[n + 1].clone()),
+            5 if n < last => Some(originals[n - 1].clone()),
+            _ => Some(originals[n].clone()),
+        }
+    });
+    denwa.sipp(
+        "leave_message_from_file.xml",
+        "box",
+        &[("codec_pt", "8".into()), ("codec_name", "PCMA".into())],
+    );
+    let got = kept_samples(&denwa);
+    let seconds = got.len() as f64 / 8000.0;
+    assert!(
+        (seconds - 7.08).abs() <= 0.02,
+        "{seconds:.3} s for a 7.08 s message with losses"
+    );
+    // Each packet in its place: lost ones silent, reordered ones put back.
+    let per_packet = payloads[0].len();
+    for (n, payload) in payloads.iter().enumerate() {
+        let span = &got[n * per_packet..(n + 1) * per_packet];
+        if n % 10 == 0 && n != 0 && n != payloads.len() - 1 {
+            assert!(span.iter().all(|s| *s == 0), "packet {n} was lost: silence");
+        } else {
+            let want: Vec<i16> = payload.iter().map(|b| g711::alaw_to_linear(*b)).collect();
+            assert_eq!(span, want.as_slice(), "packet {n} in its place");
+        }
+    }
+}
