@@ -13,14 +13,7 @@ use denwa::media::g711;
 
 #[test]
 fn a_caller_leaves_a_message_that_is_kept_sample_for_sample() {
-    let denwa = Denwa::start_with(
-        "voicemail",
-        "[sip]\ntrusted_sources = [\"127.0.0.0/8\"]\n",
-        "[voicemail]\ndir = \"vm\"\n\
-[numbers.box]\nregister = false\nnumber = \"0501110010\"\n\
-[[numbers.box.rules]]\nvoicemail = { max_length = \"30s\", silence = \"2s\" }\nannounce = \"short.wav\"\n",
-        &[],
-    );
+    let denwa = message_box("voicemail");
     denwa.sipp("leave_message.xml", "box", &[]);
     let calls = denwa.wait_for_calls(1);
     let c = &calls[0];
@@ -68,14 +61,7 @@ fn a_caller_leaves_a_message_that_is_kept_sample_for_sample() {
 
 #[test]
 fn hanging_up_during_the_greeting_leaves_no_message_but_a_call_log_line() {
-    let denwa = Denwa::start_with(
-        "voicemail-hangup",
-        "[sip]\ntrusted_sources = [\"127.0.0.0/8\"]\n",
-        "[voicemail]\ndir = \"vm\"\n\
-[numbers.box]\nregister = false\nnumber = \"0501110010\"\n\
-[[numbers.box.rules]]\nvoicemail = { greeting = \"five.wav\", max_length = \"30s\" }\nannounce = \"short.wav\"\n",
-        &[],
-    );
+    let denwa = box_with("voicemail-hangup", "{ greeting = \"five.wav\", max_length = \"30s\" }");
     // dtmf.xml presses 1 and # during the 5 s greeting, then hangs up.
     denwa.sipp("dtmf.xml", "box", &[]);
     let calls = denwa.wait_for_calls(1);
@@ -199,15 +185,18 @@ fn rewrite_pcap(to: &std::path::Path, mut edit: impl FnMut(usize, &[u8]) -> Opti
     std::fs::write(to, out).unwrap();
 }
 
+/// A number `box` that takes messages (30 s at most, ended by 2 s of silence).
 fn message_box(name: &str) -> Denwa {
-    Denwa::start_with(
-        name,
-        "[sip]\ntrusted_sources = [\"127.0.0.0/8\"]\n",
-        "[voicemail]\ndir = \"vm\"\n\
-[numbers.box]\nregister = false\nnumber = \"0501110010\"\n\
-[[numbers.box.rules]]\nvoicemail = { max_length = \"30s\", silence = \"2s\" }\nannounce = \"short.wav\"\n",
-        &[],
-    )
+    box_with(name, "{ max_length = \"30s\", silence = \"2s\" }")
+}
+
+/// A number `box` whose rule is `voicemail = <step>`, then an announcement.
+fn box_with(name: &str, step: &str) -> Denwa {
+    let extra = format!(
+        "[voicemail]\ndir = \"vm\"\n[numbers.box]\nregister = false\nnumber = \"0501110010\"\n\
+[[numbers.box.rules]]\nvoicemail = {step}\nannounce = \"short.wav\"\n"
+    );
+    Denwa::start_with(name, "[sip]\ntrusted_sources = [\"127.0.0.0/8\"]\n", &extra, &[])
 }
 
 fn kept_samples(denwa: &Denwa) -> Vec<i16> {
@@ -266,18 +255,12 @@ fn lost_and_reordered_packets_keep_the_message_s_length_and_place() {
     let denwa = message_box("voicemail-lossy");
     let payloads = pcap_payloads("/usr/share/sip-tester/g711a.pcap");
     // Every 10th packet lost; each pair 4/5, 14/15, … sent the wrong way round.
-    let originals: Vec<Vec<u8>> = {
-        let data = std::fs::read("/usr/share/sip-tester/g711a.pcap").unwrap();
-        let mut v = Vec::new();
-        let mut at = 24;
-        while at + 16 <= data.len() {
-            let len = u32::from_le_bytes(data[at + 8..at + 12].try_into().unwrap()) as usize;
-            let frame = &data[at + 16..at + 16 + len];
-            v.push(frame[14 + ((frame[14] & 0x0f) as usize) * 4 + 8..].to_vec());
-            at += 16 + len;
-        }
-        v
-    };
+    // Each record's whole RTP packet, as sent.
+    let mut originals = Vec::new();
+    rewrite_pcap(&denwa.dir.join("unused.pcap"), |_, rtp| {
+        originals.push(rtp.to_vec());
+        None
+    });
     rewrite_pcap(&denwa.dir.join("message.pcap"), |n, _| {
         let last = originals.len() - 1;
         match n % 10 {
