@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use rtp_rs::{RtpPacketBuilder, Seq};
 
 use super::prompt::FRAME_SAMPLES;
+use super::wake::PortHash;
 
 pub const FRAME: Duration = Duration::from_millis(20);
 /// Header (12) + one G.711 frame (160).
@@ -109,7 +110,7 @@ pub enum Due<'a> {
 
 /// All playing streams, ordered by when their next packet is due.
 pub struct Pacer {
-    streams: HashMap<u64, Stream>,
+    streams: HashMap<u64, Stream, PortHash>,
     queue: BinaryHeap<Reverse<(Instant, u64)>>,
     /// How often a stream had to re-anchor because we were late.
     pub slips: u64,
@@ -120,7 +121,7 @@ impl Pacer {
     #[allow(clippy::new_without_default)]
     pub fn new() -> Pacer {
         Pacer {
-            streams: HashMap::new(),
+            streams: HashMap::default(),
             queue: BinaryHeap::new(),
             slips: 0,
             buf: Box::new([0; PACKET_BYTES]),

@@ -24,9 +24,11 @@ use super::record::RecordSink;
 use super::relay::{LegFormat, Restamp};
 use super::rtcp;
 use super::rtp::{Due, Pacer, Stream};
+use super::wake::{Deadline, PortHash};
 use super::{BoundPair, MediaCommand, MediaEvent, Peer};
 
 const WAKER: Token = Token(usize::MAX);
+const DEADLINE: Token = Token(usize::MAX - 1);
 /// Datagrams read from one socket per wake-up, so a flood on one port
 /// cannot stall every other stream; the rest is read on the next round.
 const READ_BUDGET: usize = 32;
@@ -83,12 +85,13 @@ impl MediaHandle {
     pub fn spawn(events: UnboundedSender<MediaEvent>) -> std::io::Result<MediaHandle> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let deadline = Deadline::new(poll.registry(), DEADLINE)?;
         let (commands, rx) = std::sync::mpsc::channel();
         let counters = Arc::new(Counters::default());
         let thread_counters = counters.clone();
         std::thread::Builder::new().name("denwa-media".into()).spawn(move || {
             raise_priority();
-            let mut media = MediaLoop::new(poll, rx, events, thread_counters);
+            let mut media = MediaLoop::new(poll, rx, events, thread_counters, deadline);
             if let Err(e) = media.run() {
                 tracing::error!(error = %e, "the media thread stopped");
             }
@@ -159,7 +162,8 @@ struct MediaLoop {
     commands: Receiver<MediaCommand>,
     events: UnboundedSender<MediaEvent>,
     counters: Arc<Counters>,
-    slots: HashMap<u16, Slot>,
+    slots: HashMap<u16, Slot, PortHash>,
+    deadline: Deadline,
     pacer: Pacer,
     timers: BinaryHeap<Reverse<(Instant, u16)>>,
     /// Sockets that still had data when their read budget ran out.
@@ -175,13 +179,15 @@ impl MediaLoop {
         commands: Receiver<MediaCommand>,
         events: UnboundedSender<MediaEvent>,
         counters: Arc<Counters>,
+        deadline: Deadline,
     ) -> MediaLoop {
         MediaLoop {
             poll,
+            deadline,
             commands,
             events,
             counters,
-            slots: HashMap::with_capacity(1024),
+            slots: HashMap::with_capacity_and_hasher(1024, PortHash::default()),
             pacer: Pacer::new(),
             timers: BinaryHeap::with_capacity(1024),
             backlog: Vec::with_capacity(1024),
@@ -202,10 +208,12 @@ impl MediaLoop {
             .into_iter()
             .flatten()
             .min();
-            let wait = if self.backlog.is_empty() {
-                next.map(|at| at.saturating_duration_since(now))
-            } else {
+            // Wait on the timerfd, not on epoll's millisecond timeout.
+            let wait = if !self.backlog.is_empty() || next.is_some_and(|at| at <= now) {
                 Some(Duration::ZERO)
+            } else {
+                self.deadline.set(next, now)?;
+                None
             };
             if let Err(e) = self.poll.poll(&mut events, wait) {
                 if e.kind() == ErrorKind::Interrupted {
@@ -219,6 +227,8 @@ impl MediaLoop {
             for event in &events {
                 if event.token() == WAKER {
                     commands = true;
+                } else if event.token() == DEADLINE {
+                    self.deadline.fired();
                 } else {
                     self.ready.push(event.token());
                 }
