@@ -180,7 +180,7 @@ fn start_denwa(bin: &Path, dir: &Path, port: u16) -> Child {
     let config = format!(
         "[sip]\nlisten = \"127.0.0.1:{port}\"\nrtp_ports = \"10000-29999\"\ntrusted_sources = [\"127.0.0.1\"]\n\
 digest_algorithms = [\"MD5\", \"SHA-256\"]\n[prompts]\ndir = \".\"\n\
-[records]\ncall_log = \"calls.jsonl\"\nstatus = \"status.json\"\n\
+[records]\ncall_log = \"calls.jsonl\"\nstatus = \"status.json\"\n[voicemail]\ndir = \"voicemail\"\n\
 [phones.desk]\npassword_env = \"DESK_PASSWORD\"\nbusy = \"ring\"\n\
 [numbers.bench]\nregister = false\nnumber = \"0501119999\"\n[[numbers.bench.rules]]\n\
 ring = {{ phones = [\"desk\"], timeout = \"120s\" }}\nannounce = \"short.wav\"\n"

@@ -165,7 +165,7 @@ fn write_prompt(path: &Path) {
 fn start_denwa(bin: &Path, dir: &Path, port: u16) -> Child {
     let config = format!(
         "[sip]\nlisten = \"127.0.0.1:{port}\"\nrtp_ports = \"20000-39999\"\ntrusted_sources = [\"127.0.0.1\"]\n[prompts]\ndir = \".\"\n\
-[records]\ncall_log = \"calls.jsonl\"\n[numbers.bench]\nnumber = \"0501119999\"\n[[numbers.bench.rules]]\nannounce = \"five.wav\"\n"
+[records]\ncall_log = \"calls.jsonl\"\n[voicemail]\ndir = \"voicemail\"\n[numbers.bench]\nnumber = \"0501119999\"\n[[numbers.bench.rules]]\nannounce = \"five.wav\"\n"
     );
     std::fs::write(dir.join("bench.toml"), config).unwrap();
     let child = Command::new(bin)

@@ -135,6 +135,9 @@ pub struct Engine {
     other_txs: HashMap<ServerTxKey, ServerNonInvite>,
     client_txs: HashMap<String, ClientTxEntry>,
     calls: HashMap<CallKey, calls::CallEntry>,
+    /// Calls in progress per line, kept with `calls` so that the policy's
+    /// "line busy" fact costs no scan over every call.
+    calls_per_line: HashMap<String, u32>,
     next_call: CallKey,
     /// Where each message and media event finds its call.
     call_by_dialog: HashMap<DialogId, CallKey>,
@@ -193,6 +196,7 @@ impl Engine {
             other_txs: HashMap::new(),
             client_txs: HashMap::new(),
             calls: HashMap::new(),
+            calls_per_line: HashMap::new(),
             next_call: 1,
             call_by_dialog: HashMap::new(),
             call_by_call_id: HashMap::new(),

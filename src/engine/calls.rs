@@ -141,7 +141,7 @@ impl Engine {
             .line_for(&lookup)
             .map(|n| n.name.clone())
             .unwrap_or_default();
-        let active_calls = self.calls.values().filter(|e| e.line == line_name).count() as u32;
+        let active_calls = self.calls_per_line.get(&line_name).copied().unwrap_or(0);
         let repeat_key = (line_name.clone(), normalised.number().unwrap_or("").to_string());
         let earlier = self.recent_callers.earlier(&repeat_key, now.wall);
         let phone_states = self.phone_states(now);
@@ -262,6 +262,7 @@ impl Engine {
         self.call_by_dialog.insert(dialog.id.clone(), call_key);
         self.call_by_call_id.insert(req.call_id.clone(), call_key);
         self.call_by_port.insert(port, call_key);
+        *self.calls_per_line.entry(line.clone()).or_default() += 1;
         self.calls.insert(
             call_key,
             CallEntry {
@@ -366,6 +367,12 @@ impl Engine {
 
     fn forget_call(&mut self, key: CallKey) {
         if let Some(entry) = self.calls.remove(&key) {
+            if let Some(n) = self.calls_per_line.get_mut(&entry.line) {
+                *n -= 1;
+                if *n == 0 {
+                    self.calls_per_line.remove(&entry.line);
+                }
+            }
             self.call_by_dialog.remove(&entry.dialog.id);
             if self.call_by_call_id.get(&entry.dialog.id.call_id) == Some(&key) {
                 self.call_by_call_id.remove(&entry.dialog.id.call_id);

@@ -121,6 +121,13 @@ answer_after = "5s"
 {extra}
 "#,
             sip_extra = if sip_extra.is_empty() { "[sip]" } else { sip_extra },
+            // Each denwa its own message box: the default (../var/voicemail)
+            // would be shared by every test under the temp folder.
+            extra = if extra.contains("[voicemail]") {
+                extra.to_string()
+            } else {
+                format!("{extra}\n[voicemail]\ndir = \"voicemail\"\n")
+            },
             last = block + 199
         );
         std::fs::write(dir.join("shop.toml"), config).unwrap();
