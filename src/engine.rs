@@ -775,6 +775,8 @@ pub mod voicemail;
 #[cfg(test)]
 mod dialog_tests;
 #[cfg(test)]
+mod early_media_tests;
+#[cfg(test)]
 mod phone_tests;
 #[cfg(test)]
 mod registration_tests;

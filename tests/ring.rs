@@ -179,3 +179,98 @@ fn no_registered_phone_means_the_announcement_at_once() {
         calls[0]
     );
 }
+
+/// The first message received by SIPp whose start line begins with
+/// `start`, split into (head, body), from its `-trace_msg` log.
+fn received(log: &str, start: &str) -> Option<(String, String)> {
+    let text = log.replace("\r\n", "\n");
+    text.split("-----------------------------------------------")
+        .filter(|chunk| chunk.contains("message received"))
+        .find_map(|chunk| {
+            let at = chunk.find(&format!("\n{start}"))?;
+            let message = &chunk[at + 1..];
+            let (head, body) = message.split_once("\n\n").unwrap_or((message, ""));
+            Some((head.to_string(), body.trim().to_string()))
+        })
+}
+
+#[test]
+fn early_media_the_caller_hears_the_japanese_ringback_until_the_phone_answers() {
+    let denwa = Denwa::start_with(
+        "ring-early-media",
+        "[sip]\ntrusted_sources = [\"127.0.0.0/8\"]\ndigest_algorithms = [\"MD5\", \"SHA-256\"]\n",
+        "[phones.desk]\npassword_env = \"DESK_PASSWORD\"\n\
+[numbers.delivery]\nregister = false\nnumber = \"0501110002\"\n\
+[[numbers.delivery.rules]]\nring = { phones = [\"desk\"], timeout = \"8s\", ringback = \"jp\" }\nannounce = \"short.wav\"\n",
+        &[("DESK_PASSWORD", PHONE_PASSWORD)],
+    );
+    let phone = phone(
+        &denwa,
+        free_udp_port(),
+        "phone_answers.xml",
+        &[("rtp_port", free_udp_port().to_string())],
+    );
+    let sink = RtpSink::start();
+    let messages = denwa.dir.join("caller_early_media.messages.log");
+    let out = sipp(
+        &denwa,
+        "caller_early_media.xml",
+        free_udp_port(),
+        false,
+        &[("rtp_port", sink.port.to_string())],
+    )
+    .arg("-trace_msg")
+    .arg("-message_file")
+    .arg(&messages)
+    .output()
+    .unwrap();
+    check(&denwa, "caller_early_media.xml", out);
+    wait(&denwa, "phone_answers.xml", phone);
+
+    // One answer: the 183's SDP is the 200's, to the byte (same o= version).
+    let log = std::fs::read_to_string(&messages).unwrap();
+    let (_, early) = received(&log, "SIP/2.0 183").expect("183 received");
+    let (_, answer) = received(&log, "SIP/2.0 200").expect("200 received");
+    assert!(early.contains("m=audio "), "{early}");
+    assert_eq!(early, answer, "183 and 200 carry the same SDP");
+
+    // The tone while the phone rang (it answers after 1 s): one stream,
+    // marked at its start, numbered without gaps, and silent once answered.
+    let packets = sink.packets.join().unwrap();
+    assert!(
+        (40..=90).contains(&packets.len()),
+        "{} ringback packets; about 50 expected, none once the phone answered",
+        packets.len()
+    );
+    let headers: Vec<_> = packets.iter().map(|(_, p)| read_header(p).unwrap()).collect();
+    assert!(headers[0].1, "the first packet carries the marker");
+    for (i, w) in headers.windows(2).enumerate() {
+        assert_eq!(w[1].0, 0, "PCMU");
+        assert_eq!(w[1].2, w[0].2.wrapping_add(1), "sequence gap after packet {i}");
+        assert_eq!(w[1].3, w[0].3.wrapping_add(160), "timestamp gap after packet {i}");
+        assert_eq!(w[1].4, w[0].4, "one SSRC");
+    }
+    // The first second of the Japanese cadence: 400 Hz, 800 sign changes a second.
+    let samples: Vec<i16> = packets[..40]
+        .iter()
+        .flat_map(|(_, p)| p[12..].iter().map(|&b| g711::ulaw_to_linear(b)))
+        .collect();
+    for (i, packet) in samples.chunks(160).enumerate() {
+        let peak = packet.iter().map(|s| s.unsigned_abs()).max().unwrap();
+        assert!(
+            peak > 2000,
+            "packet {i} of the tone's first second is quiet (peak {peak})"
+        );
+    }
+    let crossings = samples.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+    let per_second = crossings as f64 * 8000.0 / samples.len() as f64;
+    assert!(
+        (per_second - 800.0).abs() < 10.0,
+        "{per_second} sign changes a second: not 400 Hz"
+    );
+
+    let calls = denwa.wait_for_calls(1);
+    let c = &calls[0];
+    assert_eq!(c["answered_by"], "desk", "{c}");
+    assert_eq!(c["final_status"], 200, "{c}");
+}

@@ -64,6 +64,9 @@ pub struct CallSetup {
     /// The voicemail steps' greeting and goodbye audio by prompt name,
     /// resolved when the call arrived (a missing one is skipped).
     pub voicemail_prompts: Vec<(String, Arc<Prompt>)>,
+    /// What the ring step plays the caller as early media (its country's
+    /// tone or a prompt, one loop's worth); None: 180 Ringing only.
+    pub ringback: Option<Arc<Prompt>>,
 }
 
 /// A staff phone device the engine started ringing.
@@ -129,6 +132,14 @@ pub enum CallInput {
 pub enum CallAction {
     /// Send 180 Ringing on the caller's INVITE.
     Ringing,
+    /// Send 183 Session Progress with our SDP answer (the same SDP the 200
+    /// will carry, RFC 3261 §13.2.1): early media follows.
+    Progress,
+    /// Loop this audio (tone or prompt) to the caller until a `Play`,
+    /// `PlayPrompt`, `Bridge` or `StopRingback` replaces it.
+    PlayRingback { media: Negotiated, prompt: Arc<Prompt> },
+    /// Stop the ringback (the caller's endpoint sends nothing until told).
+    StopRingback,
     /// Send 200 OK with our SDP on the caller's INVITE.
     Answer,
     /// Send this final error response on the caller's INVITE.
@@ -185,8 +196,12 @@ pub struct Call {
     media: Option<Negotiated>,
     playing: bool,
     acked: bool,
-    /// 180 was sent to the caller.
+    /// 180 (or 183 with early media) was sent to the caller.
     ringing_sent: bool,
+    /// The ring step's early media audio, if it has one.
+    ringback: Option<Arc<Prompt>>,
+    /// The ringback plays to the caller now.
+    early_media: bool,
     /// A hang-up asked for before the ACK arrived (RFC 3261 §15), with its note.
     hangup_after_ack: Option<Option<String>>,
     /// The ring step in progress, with its legs.
@@ -222,6 +237,8 @@ impl Call {
             playing: false,
             acked: false,
             ringing_sent: false,
+            ringback: setup.ringback,
+            early_media: false,
             hangup_after_ack: None,
             ring: None,
             bridged: None,
@@ -591,6 +608,7 @@ impl Call {
         self.voicemail_call_over();
         self.phase = Phase::Closing;
         self.playing = false;
+        self.early_media = false; // closing the endpoint stops it
         self.ring = None;
         self.timers.clear();
         self.record.ended_at.get_or_insert(now.wall);

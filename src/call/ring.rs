@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::*;
-use crate::policy::{RingOrder, RingStep};
+use crate::policy::{RingOrder, RingStep, Ringback};
 
 /// A ring step in progress.
 pub(super) struct Ringing {
@@ -33,12 +33,16 @@ impl Call {
         if step.order == RingOrder::Sequential {
             self.timers.push((Timer::NextPhone, now.at + step.per_phone));
         }
+        let early_media = step.ringback != Ringback::Ringing;
         self.ring = Some(Ringing {
             step,
             waiting,
             live: BTreeMap::new(),
             started: now.at,
         });
+        if early_media {
+            self.start_early_media();
+        }
         self.actions.push_back(CallAction::RingPhones { phones: first });
     }
 
@@ -87,6 +91,8 @@ impl Call {
         self.ring = None;
         self.timers
             .retain(|(t, _)| !matches!(t, Timer::RingTimeout | Timer::NextPhone));
+        // The relay takes over the caller's stream where the ringback left it.
+        self.stop_early_media();
         let phone = self.leg_record_mut(leg).map(|r| r.phone.clone());
         self.record.answered_by = phone;
         self.phase = Phase::Bridged;
@@ -166,7 +172,35 @@ impl Call {
         if self.record.legs.is_empty() {
             self.skipped.push("ring (no staff phone reachable)");
         }
+        self.stop_early_media();
         self.next_step(now);
+    }
+
+    /// 183 with our SDP and the ringback looped, when the caller's offer
+    /// lets us send (a late offer gets 180: its answer would need PRACK).
+    fn start_early_media(&mut self) {
+        if self.early_media || self.ringing_sent {
+            return;
+        }
+        let (Some(media), Some(prompt)) = (self.media.clone(), self.ringback.clone()) else {
+            return;
+        };
+        if !media.direction.we_send() {
+            return;
+        }
+        self.early_media = true;
+        // The caller hears our ringback: a 180 now could make it play its own.
+        self.ringing_sent = true;
+        self.actions.push_back(CallAction::Progress);
+        self.actions.push_back(CallAction::PlayRingback { media, prompt });
+    }
+
+    /// The ring step is over: the ringback stops (what follows replaces it).
+    fn stop_early_media(&mut self) {
+        if self.early_media {
+            self.early_media = false;
+            self.actions.push_back(CallAction::StopRingback);
+        }
     }
 
     /// CANCEL every leg still ringing, noting why and how long it rang.

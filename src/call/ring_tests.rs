@@ -169,3 +169,72 @@ fn a_late_offer_caller_is_bridged_once_the_ack_brings_the_answer() {
     c.handle_input(CallInput::CallerHungUp, now.after(Duration::from_secs(30)));
     assert_eq!(actions(&mut c), ["bye 1", "close"]);
 }
+
+/// A ring step whose caller hears the Japanese ringback tone as early media.
+fn with_tone(order: RingOrder, phones: &[&str]) -> Call {
+    let mut c = ringing(order, phones);
+    if let Action::Ring(step) = &mut c.plan.steps[0] {
+        step.ringback = Ringback::Tone("jp".into());
+    }
+    c.ringback = crate::media::tone::ringback("jp");
+    c
+}
+
+#[test]
+fn early_media_plays_the_ringback_until_a_phone_answers() {
+    let mut c = with_tone(RingOrder::Simultaneous, &["desk", "office"]);
+    let now = t0();
+    c.start(now);
+    assert_eq!(actions(&mut c), ["progress", "ringback tone:jp", "ring desk+office"]);
+    c.handle_input(CallInput::LegsStarted(vec![leg(1, "desk"), leg(2, "office")]), now);
+    c.handle_input(CallInput::LegRinging(1), now.after(Duration::from_millis(300)));
+    assert!(actions(&mut c).is_empty(), "no 180 over our own ringback");
+    c.handle_input(CallInput::LegAnswered(2), now.after(Duration::from_secs(5)));
+    assert_eq!(actions(&mut c), ["cancel 1", "stop ringback", "answer", "bridge 2"]);
+    assert_eq!(c.phase(), Phase::Bridged);
+}
+
+#[test]
+fn early_media_stops_for_the_fallback_and_when_the_caller_gives_up() {
+    let mut c = with_tone(RingOrder::Simultaneous, &["desk"]);
+    let now = t0();
+    c.start(now);
+    c.handle_input(CallInput::LegsStarted(vec![leg(1, "desk")]), now);
+    actions(&mut c);
+    c.handle_timeout(now.after(Duration::from_secs(30)));
+    assert_eq!(actions(&mut c), ["cancel 1", "stop ringback", "answer", "play x2"]);
+
+    let mut c = with_tone(RingOrder::Sequential, &["desk", "office"]);
+    c.start(now);
+    c.handle_input(CallInput::LegsStarted(vec![leg(1, "desk")]), now);
+    c.handle_timeout(now.after(Duration::from_secs(10)));
+    assert_eq!(
+        actions(&mut c),
+        ["progress", "ringback tone:jp", "ring desk", "cancel 1", "ring office"],
+        "in turn, the ringback runs on from phone to phone"
+    );
+    c.handle_input(CallInput::CallerCancelled, now.after(Duration::from_secs(12)));
+    assert_eq!(
+        actions(&mut c),
+        ["refuse 487", "close"],
+        "closing the endpoint ends the ringback"
+    );
+}
+
+#[test]
+fn a_late_offer_or_a_caller_who_takes_no_audio_gets_180_instead() {
+    let mut c = with_tone(RingOrder::Simultaneous, &["desk"]);
+    c.media = None;
+    let now = t0();
+    c.start(now);
+    c.handle_input(CallInput::LegsStarted(vec![leg(1, "desk")]), now);
+    c.handle_input(CallInput::LegRinging(1), now);
+    assert_eq!(actions(&mut c), ["ring desk", "ringing"]);
+
+    let mut c = with_tone(RingOrder::Simultaneous, &["desk"]);
+    c.media = Some(media(Direction::RecvOnly));
+    c.start(now);
+    c.handle_input(CallInput::LegsStarted(vec![leg(1, "desk")]), now);
+    c.handle_input(CallInput::LegRinging(1), now);
+    assert_eq!(actions(&mut c), ["ring desk", "ringing"]);
+}

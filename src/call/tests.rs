@@ -58,6 +58,7 @@ pub(super) fn call(answer_after: Duration, offer: bool) -> Call {
         prompt: Some(prompt),
         media: offer.then(|| media(Direction::SendRecv)),
         voicemail_prompts: Vec::new(),
+        ringback: None,
     })
 }
 
@@ -65,6 +66,9 @@ pub(super) fn actions(c: &mut Call) -> Vec<String> {
     std::iter::from_fn(|| c.poll_action())
         .map(|a| match a {
             CallAction::Ringing => "ringing".to_string(),
+            CallAction::Progress => "progress".into(),
+            CallAction::PlayRingback { prompt, .. } => format!("ringback {}", prompt.path.display()),
+            CallAction::StopRingback => "stop ringback".into(),
             CallAction::Answer => "answer".into(),
             CallAction::Refuse { status } => format!("refuse {status}"),
             CallAction::Play { repeat, .. } => format!("play x{repeat}"),

@@ -12,6 +12,7 @@ use toml::Spanned;
 
 use super::{Checker, parse_duration};
 use crate::media::prompt::{self, Prompt, PromptLibrary};
+use crate::media::tone;
 use crate::policy::caller::{CallerList, CallerPattern};
 use crate::policy::when::{CallerTest, DateSpan, RepeatCaller};
 use crate::policy::{
@@ -359,29 +360,10 @@ fn compile_ring(
     }
     let ringback = match r.ringback.as_ref() {
         None => Ringback::Ringing,
-        Some(rb) => match rb.get_ref().as_str() {
-            "ringing" => Ringback::Ringing,
-            "tone" => Ringback::Tone(
-                if cx.shop.number_plan.country_code() == "81" {
-                    "jp"
-                } else {
-                    "us"
-                }
-                .to_string(),
-            ),
-            file if file.ends_with(".wav") => match prompts.load(ck, &rb.span(), &format!("{key}.ringback"), file) {
-                Some(p) => Ringback::Prompt(p),
-                None => {
-                    ok = false;
-                    Ringback::Ringing
-                }
-            },
-            other => {
-                ck.error(
-                    &rb.span(),
-                    format!("{key}.ringback"),
-                    format!("{other:?}: use \"ringing\", \"tone\" or a prompt file \"name.wav\""),
-                );
+        Some(rb) => match compile_ringback(ck, &format!("{key}.ringback"), rb, cx.shop, prompts) {
+            Some(rb) => rb,
+            None => {
+                ok = false;
                 Ringback::Ringing
             }
         },
@@ -393,6 +375,64 @@ fn compile_ring(
         per_phone,
         ringback,
     })
+}
+
+/// `ringback`: "ringing" (180), "tone" (the shop's country's tone), a
+/// country ("jp", "us", "uk") or a prompt file looped as early media.
+fn compile_ringback(
+    ck: &mut Checker,
+    key: &str,
+    rb: &Spanned<String>,
+    shop: &Shop,
+    prompts: &mut Prompts,
+) -> Option<Ringback> {
+    let known = tone::known_countries().join("\", \"");
+    let value = rb.get_ref().as_str();
+    match value {
+        "ringing" => Some(Ringback::Ringing),
+        "tone" => {
+            let code = shop.number_plan.country_code();
+            let country = match code {
+                "81" => Some("jp"),
+                "1" => Some("us"),
+                "44" => Some("uk"),
+                _ => None,
+            };
+            match country {
+                Some(c) => Some(Ringback::Tone(c.to_string())),
+                None => {
+                    ck.error(
+                        &rb.span(),
+                        key,
+                        format!(
+                            "no ringback tone known for country code +{code}: name one (\"{known}\"), or use \"ringing\""
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+        file if file.ends_with(".wav") => prompts.load(ck, &rb.span(), key, file).map(Ringback::Prompt),
+        country if tone::cadence(country).is_some() => {
+            Some(Ringback::Tone(tone::cadence(country)?.country.to_string()))
+        }
+        country if country.len() == 2 && country.chars().all(|c| c.is_ascii_alphabetic()) => {
+            ck.error(
+                &rb.span(),
+                key,
+                format!("no ringback tone known for {country:?}: use \"{known}\", or \"ringing\""),
+            );
+            None
+        }
+        other => {
+            ck.error(
+                &rb.span(),
+                key,
+                format!("{other:?}: use \"ringing\", \"tone\", a country (\"{known}\") or a prompt file \"name.wav\""),
+            );
+            None
+        }
+    }
 }
 
 /// Some(None): `voicemail = false`, no step. None: an error was reported.

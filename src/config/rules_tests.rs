@@ -268,3 +268,61 @@ fn caller_conditions_compile_with_country_code() {
         ],
     );
 }
+
+#[test]
+fn ringback_is_ringing_a_tone_a_country_or_a_prompt() {
+    let c = check(&format!(
+        "{}[numbers.a]\nnumber = \"1\"\n[[numbers.a.rules]]\nwhen = {{ days = \"mon\" }}\nring = {{ phones = [\"desk\"], ringback = \"tone\" }}\n\
+[[numbers.a.rules]]\nwhen = {{ days = \"tue\" }}\nring = {{ phones = [\"desk\"], ringback = \"UK\" }}\n\
+[[numbers.a.rules]]\nwhen = {{ days = \"wed\" }}\nring = {{ phones = [\"desk\"], ringback = \"hello.wav\" }}\n\
+[[numbers.a.rules]]\nring = {{ phones = [\"desk\"] }}\n",
+        phones()
+    ))
+    .unwrap();
+    let ringbacks: Vec<String> = c.policy.numbers["a"]
+        .rules
+        .iter()
+        .map(|r| match &r.plan.steps[0] {
+            Action::Ring(ring) => format!("{:?}", ring.ringback),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        ringbacks[..2],
+        ["Tone(\"jp\")", "Tone(\"uk\")"],
+        "the shop is in Japan (+81)"
+    );
+    assert!(
+        ringbacks[2].starts_with("Prompt(PromptRef { name: \"hello.wav\""),
+        "{}",
+        ringbacks[2]
+    );
+    assert_eq!(ringbacks[3], "Ringing");
+    assert!(
+        c.prompts.get("hello.wav").is_some(),
+        "the looped prompt is in the library"
+    );
+    assert_eq!(
+        c.policy.numbers["a"].rules[0].plan.describe(),
+        "ring desk together (30 s, ringback tone jp)"
+    );
+
+    // Lines: 6-10 phones, 11 [numbers.a], 14 and 16 the ring steps.
+    let e = errors(&format!(
+        "{}[numbers.a]\nnumber = \"1\"\n[[numbers.a.rules]]\nring = {{ phones = [\"desk\"], ringback = \"fr\" }}\n\
+[[numbers.a.rules]]\nring = {{ phones = [\"desk\"], ringback = \"beep\" }}\n",
+        phones()
+    ));
+    assert_has(
+        &e,
+        &[
+            "shop.toml:14: numbers.a.rules[1].ring.ringback: no ringback tone known for \"fr\": use \"jp\", \"us\", \"uk\"",
+            "shop.toml:16: numbers.a.rules[2].ring.ringback: \"beep\": use \"ringing\", \"tone\", a country",
+        ],
+    );
+    let e = errors(&format!(
+        "[shop]\ncountry_code = \"33\"\n{}[numbers.a]\nnumber = \"1\"\n[[numbers.a.rules]]\nring = {{ phones = [\"desk\"], ringback = \"tone\" }}\n",
+        phones()
+    ));
+    assert_has(&e, &["no ringback tone known for country code +33"]);
+}

@@ -5,8 +5,10 @@
 
 use super::*;
 use crate::call::{Call, CallAction, CallSetup, Phase};
+use crate::media::prompt::Prompt;
 use crate::media::{Direction as MediaDirection, Peer};
 use crate::policy::caller::CallerHeaders;
+use crate::policy::{Plan, Ringback};
 use crate::sip::dialog::{Dialog, InDialogVerdict};
 use crate::sip::request::{RequestBuilder, branch_from};
 use crate::sip::sdp::{Direction, Negotiated};
@@ -190,6 +192,7 @@ impl Engine {
 
         // Voicemail greetings and goodbyes: a missing file is skipped, not fatal.
         let voicemail_prompts = self.voicemail_prompts(&plan);
+        let ringback = self.ringback_audio(&plan);
 
         // Media: answer their offer, or make ours if they sent none.
         let offer = match self.offer_of(&req) {
@@ -251,6 +254,7 @@ impl Engine {
             prompt,
             media,
             voicemail_prompts,
+            ringback,
         });
         call.start(now);
         self.stats.calls_total += 1;
@@ -320,6 +324,25 @@ impl Engine {
         while let Some(action) = self.calls.get_mut(&key).and_then(|e| e.call.poll_action()) {
             match action {
                 CallAction::Ringing => self.send_ringing(key),
+                CallAction::Progress => self.send_progress(key),
+                CallAction::PlayRingback { media, prompt } => {
+                    self.connect_caller(key, &media);
+                    if let Some(entry) = self.calls.get(&key) {
+                        let (port, audio) = (entry.port, prompt.encoded(media.codec));
+                        // Looped until the call replaces or stops it (hours of it at most).
+                        self.out.push_back(Output::Media(MediaCommand::Play {
+                            port,
+                            audio,
+                            repeat: u32::MAX,
+                        }));
+                    }
+                }
+                CallAction::StopRingback => {
+                    if let Some(entry) = self.calls.get(&key) {
+                        let port = entry.port;
+                        self.out.push_back(Output::Media(MediaCommand::Stop { port }));
+                    }
+                }
                 CallAction::Answer => self.send_answer(now, key),
                 CallAction::Refuse { status } => self.refuse_call(now, key, status),
                 CallAction::Play { media, repeat } => self.play(key, media, repeat),
@@ -397,6 +420,58 @@ impl Engine {
         self.transmit(to, wire.clone());
         if let Some(e) = self.invite_txs.get_mut(&tx_key) {
             e.tx.provisional(wire);
+        }
+    }
+
+    /// 183 Session Progress with our SDP answer, for early media. The 200
+    /// carries the very same SDP (same `o=` version): one offer, one answer.
+    /// Sent unreliably (no 100rel); INVITE retransmissions get it again.
+    fn send_progress(&mut self, key: CallKey) {
+        let Some(entry) = self.calls.get(&key) else { return };
+        let Some(req) = &entry.invite else { return };
+        let wire: Wire = self
+            .response(
+                &req.msg,
+                req.source,
+                183,
+                "Session Progress",
+                Some(&entry.dialog.id.local_tag),
+            )
+            .header("Contact", &self.contact(&entry.line))
+            .header("Allow", ALLOW)
+            .body("application/sdp", entry.sdp.text.clone().into_bytes())
+            .build()
+            .into();
+        let (to, tx_key) = (req.source, entry.invite_tx.clone());
+        self.transmit(to, wire.clone());
+        if let Some(e) = self.invite_txs.get_mut(&tx_key) {
+            e.tx.provisional(wire);
+        }
+    }
+
+    /// The audio the plan's ring step plays as early media: its country's
+    /// tone, or its prompt (resolved now, so a reload does not change it).
+    fn ringback_audio(&self, plan: &Plan) -> Option<Arc<Prompt>> {
+        let ring = plan.steps.iter().find_map(|s| match s {
+            Action::Ring(r) => Some(r),
+            _ => None,
+        })?;
+        match &ring.ringback {
+            Ringback::Ringing => None,
+            Ringback::Tone(country) => {
+                let tone = crate::media::tone::ringback(country);
+                if tone.is_none() {
+                    warn!(%country, "no ringback tone for this country: the caller gets 180");
+                }
+                tone
+            }
+            Ringback::Prompt(p) => {
+                let prompt = self.prompts.get(&p.name).cloned();
+                if prompt.is_none() {
+                    warn!(prompt = %p.name, "ringback prompt missing from the library: the caller gets 180");
+                }
+                prompt
+            }
         }
     }
 

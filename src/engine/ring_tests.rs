@@ -11,6 +11,11 @@ use crate::config::{Phone, PhoneReach, Phones, WhenBusy};
 use crate::policy::{Plan, RingOrder, RingStep, Ringback};
 
 fn ringing_engine() -> (Engine, Now) {
+    ringing_engine_with(Ringback::Ringing)
+}
+
+/// An engine whose rule rings the registered desk phone, with this ringback.
+pub(super) fn ringing_engine_with(ringback: Ringback) -> (Engine, Now) {
     let (mut e, t0) = engine_with(Default::default(), |prompt| Plan {
         steps: vec![
             Action::Ring(RingStep {
@@ -18,7 +23,7 @@ fn ringing_engine() -> (Engine, Now) {
                 order: RingOrder::Simultaneous,
                 timeout: Duration::from_secs(30),
                 per_phone: Duration::from_secs(30),
-                ringback: Ringback::Ringing,
+                ringback,
             }),
             Action::Announce {
                 prompt,
@@ -48,7 +53,7 @@ fn ringing_engine() -> (Engine, Now) {
 }
 
 /// A response from the phone to `request` (its Via, From, Call-ID, CSeq).
-fn phone_reply(request: &str, status: &str, to_tag: &str, body: &str) -> String {
+pub(super) fn phone_reply(request: &str, status: &str, to_tag: &str, body: &str) -> String {
     let h = |n: &str| request.lines().find(|l| l.starts_with(n)).unwrap().to_string();
     let ctype = if body.is_empty() {
         ""
@@ -66,9 +71,9 @@ fn phone_reply(request: &str, status: &str, to_tag: &str, body: &str) -> String 
     )
 }
 
-const PHONE_SDP: &str = "v=0\r\no=- 9 9 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\nm=audio 7078 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+pub(super) const PHONE_SDP: &str = "v=0\r\no=- 9 9 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\nm=audio 7078 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
 
-fn media(e: &mut Engine) -> (Vec<(SocketAddr, String)>, Vec<MediaCommand>) {
+pub(super) fn media(e: &mut Engine) -> (Vec<(SocketAddr, String)>, Vec<MediaCommand>) {
     let (mut sip, mut media) = (vec![], vec![]);
     while let Some(o) = e.poll_output() {
         match o {

@@ -18,6 +18,7 @@ pub mod rtcp;
 pub mod rtp;
 pub mod stats;
 pub mod thread;
+pub mod tone;
 pub mod wake;
 
 use std::net::{IpAddr, SocketAddr};

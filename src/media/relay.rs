@@ -53,6 +53,9 @@ impl Restamp {
         let in_ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
         let sequence = u16::from_be_bytes([packet[2], packet[3]]);
         let timestamp = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+        // Our stream's first relayed packet starts a talkspurt (after a
+        // ringback, say): the receiver resets its jitter buffer on the marker.
+        let first = self.mapping.is_none();
         let (_, seq_offset, ts_offset) = match self.mapping {
             Some(m) if m.0 == in_ssrc => m,
             // A new source (or the first packet): continue our stream where it is.
@@ -68,7 +71,7 @@ impl Restamp {
         };
         // Fixed header without CSRCs or extension: they describe the other leg.
         out[0] = 0x80;
-        out[1] = (packet[1] & 0x80) | out_type;
+        out[1] = if first { 0x80 } else { packet[1] & 0x80 } | out_type;
         out[2..4].copy_from_slice(&sequence.wrapping_add(seq_offset).to_be_bytes());
         out[4..8].copy_from_slice(&timestamp.wrapping_add(ts_offset).to_be_bytes());
         out[8..12].copy_from_slice(&ssrc.to_be_bytes());
@@ -140,7 +143,12 @@ mod tests {
         let mut r = Restamp::default();
         let mut out = [0u8; 400];
         let p = packet(0, false, 10, 0, 1, &[1, 2, 3]);
-        r.rewrite(&p, 12, PCMU, PCMU, (9, 100, 0), &mut out).unwrap();
+        let n = r.rewrite(&p, 12, PCMU, PCMU, (9, 100, 0), &mut out).unwrap();
+        assert_eq!(
+            fields(&out[..n]),
+            (0, true, 100, 0, 9),
+            "the first relayed packet is marked"
+        );
         let q = packet(0, false, 5000, 777, 2, &[4, 5, 6]);
         let n = r.rewrite(&q, 12, PCMU, PCMU, (9, 101, 160), &mut out).unwrap();
         assert_eq!(fields(&out[..n]), (0, false, 101, 160, 9));

@@ -183,3 +183,73 @@ fn relay_bridges_pcmu_and_pcma_legs_both_ways() {
     y.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     assert!(y.recv_from(&mut buf).is_err(), "nothing relayed after Stop");
 }
+
+#[test]
+fn ringback_gives_way_to_the_relay_without_a_gap_in_sequence_or_timestamp() {
+    let (tx, _events) = tokio::sync::mpsc::unbounded_channel();
+    let media = MediaHandle::spawn(tx).unwrap();
+    let mut pool = PortPool::new("127.0.0.1".parse().unwrap(), (47220, 47223));
+    let (a, b) = (pool.reserve().unwrap(), pool.reserve().unwrap());
+    let (caller_port, phone_port) = (a.port, b.port);
+    media.send(MediaCommand::Open { pair: a });
+    media.send(MediaCommand::Open { pair: b });
+    let (caller, phone_socket) = (phone(), phone());
+    media.send(MediaCommand::Connect {
+        port: caller_port,
+        peer: peer(caller.local_addr().unwrap(), Codec::Pcmu, 0xCA11),
+    });
+    media.send(MediaCommand::Connect {
+        port: phone_port,
+        peer: peer(phone_socket.local_addr().unwrap(), Codec::Pcma, 0xF0F0),
+    });
+    let tone = crate::media::tone::ringback("jp").unwrap();
+    media.send(MediaCommand::Play {
+        port: caller_port,
+        audio: tone.encoded(Codec::Pcmu),
+        repeat: u32::MAX,
+    });
+    let mut buf = [0u8; 2048];
+    let mut last = None;
+    for n in 0..5u16 {
+        let (len, _) = caller.recv_from(&mut buf).unwrap();
+        let (pt, mark, seq, ts, ssrc, payload) = read_header(&buf[..len]).unwrap();
+        assert_eq!((pt, mark, seq, ssrc, payload), (0, n == 0, 1000 + n, 0xCA11, 160));
+        last = Some((seq, ts));
+    }
+
+    // The phone answers: the ringback stops, the phone's audio takes its place.
+    media.send(MediaCommand::Relay {
+        a: caller_port,
+        b: phone_port,
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    caller.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    while let Ok((len, _)) = caller.recv_from(&mut buf) {
+        let (_, _, seq, ts, _, _) = read_header(&buf[..len]).unwrap();
+        last = Some((seq, ts)); // ringback packets sent before the relay took over
+    }
+    let (last_seq, last_ts) = last.unwrap();
+    let speech = g711::linear_to_alaw(8000);
+    phone_socket
+        .send_to(&rtp(8, 7, 123_456, 0x5EED, &[speech; 160]), endpoint_addr(phone_port))
+        .unwrap();
+    caller.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let (len, _) = caller.recv_from(&mut buf).unwrap();
+    let (pt, mark, seq, ts, ssrc, payload) = read_header(&buf[..len]).unwrap();
+    assert_eq!(
+        (pt, mark, seq, ts, ssrc, payload),
+        (
+            0,
+            true,
+            last_seq.wrapping_add(1),
+            last_ts.wrapping_add(160),
+            0xCA11,
+            160
+        ),
+        "the relayed stream continues the ringback's numbering, marked"
+    );
+    assert_eq!(
+        buf[12],
+        g711::transcode_table(Codec::Pcma, Codec::Pcmu).unwrap()[speech as usize]
+    );
+}

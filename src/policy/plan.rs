@@ -102,7 +102,7 @@ impl Action {
                 text
             }
             Action::Ring(r) => format!(
-                "ring {} {} ({} s)",
+                "ring {} {} ({} s{})",
                 r.phones.join(if r.order == RingOrder::Simultaneous {
                     " + "
                 } else {
@@ -113,7 +113,12 @@ impl Action {
                 } else {
                     "in turn"
                 },
-                r.timeout.as_secs()
+                r.timeout.as_secs(),
+                match &r.ringback {
+                    Ringback::Ringing => String::new(),
+                    Ringback::Tone(country) => format!(", ringback tone {country}"),
+                    Ringback::Prompt(p) => format!(", ringback {}", p.name),
+                }
             ),
             Action::Voicemail(v) => match &v.greeting {
                 Some(g) => format!("voicemail (greeting {})", g.name),
