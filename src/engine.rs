@@ -762,6 +762,7 @@ impl Refusals {
 
 mod calls;
 mod legs;
+mod outside;
 mod phones;
 pub mod recorder;
 mod registrations;
@@ -770,6 +771,8 @@ pub mod voicemail;
 
 #[cfg(test)]
 mod dialog_tests;
+#[cfg(test)]
+mod outside_tests;
 #[cfg(test)]
 mod phone_tests;
 #[cfg(test)]
