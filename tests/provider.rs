@@ -556,7 +556,7 @@ fn a_courier_calling_the_delivery_number_reaches_the_owners_mobile_through_the_p
     let denwa = denwa_ringing_mobile(
         &kamailio,
         "mobile",
-        &format!("[phones.mobile]\nnumber = \"090-1111-2222\"\ncaller_id = \"caller\"\n"),
+        "[phones.mobile]\nnumber = \"090-1111-2222\"\ncaller_id = \"caller\"\n",
     );
     wait_until("delivery registered", Duration::from_secs(10), || {
         state_of(&denwa, "delivery") == "registered"
@@ -642,9 +642,10 @@ fn a_mobile_that_rejects_or_does_not_answer_runs_the_fallback() {
         let out = phone.wait_with_output().unwrap();
         assert!(
             out.status.success(),
-            "{scenario}: {}\n{}",
+            "{scenario}: {}\n{}\n{}",
             String::from_utf8_lossy(&out.stderr),
-            denwa.log()
+            denwa.log(),
+            kamailio.log()
         );
         if n == 1 {
             assert!(
