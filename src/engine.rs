@@ -766,6 +766,7 @@ impl Refusals {
 
 mod calls;
 mod legs;
+mod outside;
 mod phones;
 pub mod recorder;
 mod registrations;
@@ -776,6 +777,8 @@ pub mod voicemail;
 mod dialog_tests;
 #[cfg(test)]
 mod early_media_tests;
+#[cfg(test)]
+mod outside_tests;
 #[cfg(test)]
 mod phone_tests;
 #[cfg(test)]

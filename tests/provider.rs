@@ -23,10 +23,17 @@ struct Kamailio {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    /// Outside numbers it routes (after proxy auth) and the UDP port on
+    /// 127.0.0.1 playing each.
+    mobiles: Vec<(String, u16)>,
 }
 
 impl Kamailio {
     fn start(name: &str) -> Kamailio {
+        Kamailio::start_with_mobiles(name, &[])
+    }
+
+    fn start_with_mobiles(name: &str, mobiles: &[(&str, u16)]) -> Kamailio {
         common::assert_private_network();
         let dir = std::env::temp_dir().join(format!("denwa-kamailio-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -35,6 +42,7 @@ impl Kamailio {
             child: None,
             port: free_udp_port(),
             dir,
+            mobiles: mobiles.iter().map(|(n, p)| (n.to_string(), *p)).collect(),
         };
         k.spawn();
         k
@@ -47,9 +55,15 @@ impl Kamailio {
             .iter()
             .map(|(_, user, pw)| format!("    $sht(users=>{user}) = \"{pw}\";\n"))
             .collect();
+        let mobiles: String = self
+            .mobiles
+            .iter()
+            .map(|(number, port)| format!("    $sht(mobiles=>{number}) = \"sip:127.0.0.1:{port}\";\n"))
+            .collect();
         let cfg = template
             .replace("__PORT__", &self.port.to_string())
-            .replace("__PASSWORDS__", &passwords);
+            .replace("__PASSWORDS__", &passwords)
+            .replace("__MOBILES__", &mobiles);
         std::fs::write(self.dir.join("kamailio.cfg"), cfg).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -502,6 +516,157 @@ fn a_provider_call_to_the_delivery_number_rings_the_staff_phone_and_is_bridged()
     assert!(
         kamailio.log().contains("INVITE for 0501110002 relayed to sip:dw-"),
         "the call came through the provider:\n{}",
+        kamailio.log()
+    );
+}
+
+// ----- the owner's mobile, rung through the provider ------------------------
+
+const MOBILE: &str = "09011112222";
+
+/// denwa with the three numbers registered at `kamailio`; the delivery line
+/// rings the outside phone `mobile` (MOBILE, through the provider, with the
+/// line the call came in on) for up to 8 s, then announces.
+fn denwa_ringing_mobile(kamailio: &Kamailio, name: &str, mobile: &str) -> Denwa {
+    let mut extra = format!(
+        "[provider]\nregistrar = \"{}\"\nexpires = 60\nretry_max = \"4s\"\nkeepalive = \"5s\"\n{mobile}",
+        kamailio.address()
+    );
+    let mut env = Vec::new();
+    for (line, user, pw) in ACCOUNTS {
+        let var = format!("DENWA_TEST_PW_{}", line.to_uppercase());
+        let ring = if line == "delivery" {
+            "ring = { phones = [\"mobile\"], timeout = \"8s\" }\n"
+        } else {
+            ""
+        };
+        extra.push_str(&format!(
+            "[numbers.{line}]\nnumber = \"{user}\"\npassword_env = \"{var}\"\n[[numbers.{line}.rules]]\n{ring}announce = \"short.wav\"\n"
+        ));
+        env.push((var, pw.to_string()));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Denwa::start_with(name, "", &extra, &env)
+}
+
+#[test]
+fn a_courier_calling_the_delivery_number_reaches_the_owners_mobile_through_the_provider() {
+    let mobile_port = free_udp_port();
+    let kamailio = Kamailio::start_with_mobiles("mobile", &[(MOBILE, mobile_port)]);
+    let denwa = denwa_ringing_mobile(
+        &kamailio,
+        "mobile",
+        "[phones.mobile]\nnumber = \"090-1111-2222\"\ncaller_id = \"caller\"\n",
+    );
+    wait_until("delivery registered", Duration::from_secs(10), || {
+        state_of(&denwa, "delivery") == "registered"
+    });
+    // The mobile answers where the provider routes its number.
+    let sink = RtpSink::start();
+    let phone = denwa.spawn_sipp_uas(
+        "mobile_answers.xml",
+        mobile_port,
+        &[("rtp_port", sink.port.to_string())],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // A courier dials the delivery DID at the provider and talks for 3 s, then hangs up.
+    denwa.sipp_to(
+        &kamailio.address(),
+        "127.0.0.1",
+        "caller_talks_via_provider.xml",
+        "0501110002",
+        &[],
+    );
+    let out = phone.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the mobile's side (rang, answered, got the BYE): {}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        denwa.log(),
+        kamailio.log()
+    );
+    assert!(
+        sink.packets.join().unwrap().len() >= 90,
+        "the courier's audio reached the mobile"
+    );
+    let log = kamailio.log();
+    assert!(
+        log.contains(&format!("INVITE to {MOBILE}: challenge")),
+        "the provider challenged denwa's INVITE:\n{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "INVITE to {MOBILE} from 0901234567 authenticated as 0501110002, relayed to sip:127.0.0.1:{mobile_port}"
+        )),
+        "answered with the delivery line's credentials, the courier's number shown:\n{log}"
+    );
+    let calls = denwa.wait_for_calls(1);
+    let c = &calls[0];
+    assert_eq!(
+        (&c["line"], &c["answered_by"], &c["hung_up_by"]),
+        (&"delivery".into(), &"mobile".into(), &"caller".into()),
+        "{c}"
+    );
+    assert!(!denwa.log().contains("pw-delivery-7"), "no secrets in the log");
+}
+
+#[test]
+fn a_mobile_that_rejects_or_does_not_answer_runs_the_fallback() {
+    let mobile_port = free_udp_port();
+    let kamailio = Kamailio::start_with_mobiles("mobile-fails", &[(MOBILE, mobile_port)]);
+    let denwa = denwa_ringing_mobile(
+        &kamailio,
+        "mobile-fails",
+        "[phones.mobile]\nnumber = \"09011112222\"\nvia = \"delivery\"\n",
+    );
+    wait_until("delivery registered", Duration::from_secs(10), || {
+        state_of(&denwa, "delivery") == "registered"
+    });
+    for (n, scenario) in ["phone_busy.xml", "mobile_rings_until_cancelled.xml"]
+        .iter()
+        .enumerate()
+    {
+        let phone = denwa.spawn_sipp_uas(scenario, mobile_port, &[]);
+        std::thread::sleep(Duration::from_millis(300));
+        let sink = RtpSink::start();
+        let keys = sink.keys(0, "PCMU");
+        let started = Instant::now();
+        denwa.sipp_to(
+            &kamailio.address(),
+            "127.0.0.1",
+            "announce_via_provider.xml",
+            "0501110002",
+            &keys,
+        );
+        check_stream(&sink.packets.join().unwrap(), 0, 50);
+        let out = phone.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{scenario}: {}\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            denwa.log(),
+            kamailio.log()
+        );
+        if n == 1 {
+            assert!(
+                started.elapsed() >= Duration::from_secs(8),
+                "rang for the step's 8 s before the announcement"
+            );
+        }
+        let calls = denwa.wait_for_calls(n + 1);
+        let c = &calls[n];
+        assert_eq!(c["line"], "delivery", "{c}");
+        assert!(c["answered_by"].is_null(), "{c}");
+    }
+    assert_eq!(
+        kamailio
+            .log()
+            .matches(&format!(
+                "INVITE to {MOBILE} from 0501110002 authenticated as 0501110002"
+            ))
+            .count(),
+        2,
+        "{}",
         kamailio.log()
     );
 }

@@ -20,7 +20,7 @@ mod rules_tests;
 mod shop;
 pub mod voicemail;
 
-pub use phones::{Phone, PhoneReach, Phones, WhenBusy};
+pub use phones::{OutsideCallerId, OutsideNumber, Phone, PhoneReach, Phones, WhenBusy};
 
 use crate::media::prompt::PromptLibrary;
 use crate::notify::NotifyConfig;
@@ -801,6 +801,10 @@ fn parse_with(path: &Path, source: &str, secrets: Secrets) -> Result<Config, Con
             },
         );
     }
+
+    let lines: Vec<String> = file.numbers.keys().cloned().collect();
+    let registering: Vec<String> = registrations.iter().map(|a| a.line.clone()).collect();
+    phones::check_outside_lines(&mut ck, &file.phones, &lines, &registering);
 
     if let Some(declared) = &file.shop.modes {
         for mode in declared.get_ref() {

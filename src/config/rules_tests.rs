@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::tests::{check, prompt_dir};
-use crate::config::{PhoneReach, WhenBusy};
+use crate::config::{OutsideCallerId, OutsideNumber, PhoneReach, WhenBusy};
 use crate::policy::{Action, CallFacts, Decision, RingOrder};
 
 /// A file in a fresh temporary directory, for the shop's lists and calendars.
@@ -69,13 +69,21 @@ ring = {{ phones = [\"desk\", \"mobile\"], order = \"in-turn\", timeout = \"40s\
     assert_eq!(
         (&mobile.reach, mobile.when_busy),
         (
-            &PhoneReach::Outside {
-                number: "09011112222".into()
-            },
+            &PhoneReach::Outside(OutsideNumber {
+                number: "09011112222".into(),
+                via: None,
+                caller_id: OutsideCallerId::Line,
+            }),
             WhenBusy::Ring
         )
     );
-    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    // No line registers with a provider here, so the mobile can never ring.
+    let warnings: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("phones.mobile: an outside number is called through the provider"),
+        "{warnings:?}"
+    );
     assert!(
         c.settings.mode_file.ends_with("var/shop.modes.json"),
         "{:?}",

@@ -3,6 +3,7 @@
 //! endpoint. The call decides which phones ring and who wins; here it
 //! happens on the wire.
 
+use super::outside::OutsideLeg;
 use super::*;
 use crate::call::{LegId, LegStarted};
 use crate::config::{PhoneReach, Phones, WhenBusy};
@@ -14,13 +15,15 @@ use crate::sip::transaction::{ClientInvite, ClientInviteEvent};
 /// One device being rung, or bridged.
 pub(super) struct Leg {
     pub(super) call: CallKey,
-    phone: String,
-    /// Where its requests go (the address its REGISTER came from).
+    pub(super) phone: String,
+    /// Where its requests go (the address its REGISTER came from; the
+    /// provider for an outside number).
     dest: SocketAddr,
-    tx: Option<ClientInvite>,
-    branch: String,
-    invite: message::Message,
-    invite_cseq: u32,
+    pub(super) tx: Option<ClientInvite>,
+    pub(super) branch: String,
+    /// The INVITE as last sent (after a challenge: the one with credentials).
+    pub(super) invite: message::Message,
+    pub(super) invite_cseq: u32,
     /// The dialog of the 2xx we kept.
     dialog: Option<Dialog>,
     /// The ACK for that 2xx, re-sent for its retransmissions.
@@ -31,7 +34,25 @@ pub(super) struct Leg {
     media: Option<Negotiated>,
     connected: bool,
     /// Our side asked it to stop (CANCEL or BYE): nothing more to tell the call.
-    ending: bool,
+    pub(super) ending: bool,
+    /// An outside number's leg: how to answer the provider's challenge.
+    pub(super) outside: Option<OutsideLeg>,
+    /// The INVITE transaction a challenge ended, kept until Timer D so a
+    /// retransmitted 401/407 is ACKed again; and its branch.
+    pub(super) challenged: Option<ClientInvite>,
+    pub(super) challenged_branch: Option<String>,
+}
+
+/// A leg about to start: its first INVITE, built by its kind of phone.
+pub(super) struct NewLeg<'a> {
+    pub(super) call: CallKey,
+    pub(super) phone: &'a str,
+    pub(super) dest: SocketAddr,
+    pub(super) wire: Wire,
+    pub(super) branch: String,
+    pub(super) port: u16,
+    pub(super) session_id: u64,
+    pub(super) outside: Option<OutsideLeg>,
 }
 
 impl Leg {
@@ -78,9 +99,9 @@ impl Engine {
                     })
                     .unwrap_or_default(),
                 PhoneReach::Fixed { uri } => uri_destination(uri).map(|d| (uri.clone(), d)).into_iter().collect(),
-                PhoneReach::Outside { .. } => {
-                    warn!(phone = %name, "ringing outside numbers through the provider is not in this version");
-                    Vec::new()
+                PhoneReach::Outside(outside) => {
+                    started.extend(self.invite_outside(now, key, name, outside));
+                    continue;
                 }
             };
             for (contact, dest) in devices {
@@ -114,8 +135,7 @@ impl Engine {
                                 .any(|b| b.reachability != crate::sip::registrar::Reachability::Unreachable)
                         }),
                         PhoneReach::Fixed { .. } => true,
-                        // Not rung in this version, so never free.
-                        PhoneReach::Outside { .. } => false,
+                        PhoneReach::Outside(outside) => self.outside_reachable(outside),
                     };
                     if reachable {
                         PhoneState::Free
@@ -169,34 +189,55 @@ impl Engine {
             .header("User-Agent", &self.cfg.user_agent)
             .body("application/sdp", offer.into_bytes())
             .build(&ours.to_string(), &branch);
-        let Ok(tx) = ClientInvite::new(request.wire, self.cfg.timers, now.at) else {
-            self.out.push_back(Output::Media(MediaCommand::Close { port }));
+        info!(%phone, %contact, %dest, "ringing a staff phone");
+        self.start_leg(
+            now,
+            NewLeg {
+                call: key,
+                phone,
+                dest,
+                wire: request.wire,
+                branch,
+                port,
+                session_id,
+                outside: None,
+            },
+        )
+    }
+
+    /// Send a leg's first INVITE in its client transaction and keep the leg.
+    pub(super) fn start_leg(&mut self, now: Now, new: NewLeg) -> Option<LegId> {
+        let Ok(tx) = ClientInvite::new(new.wire, self.cfg.timers, now.at) else {
+            self.out
+                .push_back(Output::Media(MediaCommand::Close { port: new.port }));
             return None;
         };
         let leg_id = self.next_call;
         self.next_call += 1;
         let invite = tx.invite().clone();
-        self.leg_by_branch.insert(branch.clone(), leg_id);
-        self.leg_by_port.insert(port, leg_id);
-        info!(%phone, %contact, %dest, "ringing a staff phone");
+        self.leg_by_branch.insert(new.branch.clone(), leg_id);
+        self.leg_by_port.insert(new.port, leg_id);
         self.legs.insert(
             leg_id,
             Leg {
-                call: key,
-                phone: phone.to_string(),
-                dest,
+                call: new.call,
+                phone: new.phone.to_string(),
+                dest: new.dest,
                 tx: Some(tx),
-                branch,
+                branch: new.branch,
                 invite,
                 invite_cseq: 1,
                 dialog: None,
                 ack: None,
-                port,
-                session_id,
-                sdp_version: session_id,
+                port: new.port,
+                session_id: new.session_id,
+                sdp_version: new.session_id,
                 media: None,
                 connected: false,
                 ending: false,
+                outside: new.outside,
+                challenged: None,
+                challenged_branch: None,
             },
         );
         self.pump_leg(now, leg_id);
@@ -216,13 +257,34 @@ impl Engine {
                 events.push(e);
             }
         }
-        let (dest, at) = (leg.dest, leg.tx.as_ref().and_then(ClientInvite::poll_timeout));
+        // A challenged INVITE's transaction only re-ACKs and ends; its
+        // failure was handled when the challenge came.
+        let mut challenged_over = false;
+        if let Some(tx) = leg.challenged.as_mut() {
+            while let Some(w) = tx.poll_transmit() {
+                transmits.push(w);
+            }
+            while let Some(e) = tx.poll_event() {
+                challenged_over |= matches!(e, ClientInviteEvent::Terminated);
+            }
+        }
+        if challenged_over {
+            leg.challenged = None;
+        }
+        let at = [&leg.tx, &leg.challenged]
+            .into_iter()
+            .filter_map(|tx| tx.as_ref().and_then(ClientInvite::poll_timeout))
+            .min();
+        let dest = leg.dest;
         for w in transmits {
             self.transmit(dest, w);
         }
         self.arm(TimerKey::Leg(id), at);
         for event in events {
             self.on_leg_event(now, id, event);
+        }
+        if challenged_over {
+            self.maybe_forget_leg(id);
         }
     }
 
@@ -237,6 +299,7 @@ impl Engine {
                 response,
                 retransmission,
             } => self.leg_answered(now, id, call, *response, retransmission),
+            ClientInviteEvent::Failure(r) if matches!(r.code, 401 | 407) && self.answer_challenge(now, id, &r) => {}
             ClientInviteEvent::Failure(r) => {
                 debug!(leg = id, code = r.code, "a staff phone did not take the call");
                 self.end_leg_media(id);
@@ -390,9 +453,12 @@ impl Engine {
         let done = self
             .legs
             .get(&id)
-            .is_some_and(|l| l.tx.is_none() && !self.leg_by_port.contains_key(&l.port));
+            .is_some_and(|l| l.tx.is_none() && l.challenged.is_none() && !self.leg_by_port.contains_key(&l.port));
         if done && let Some(leg) = self.legs.remove(&id) {
             self.leg_by_branch.remove(&leg.branch);
+            if let Some(branch) = &leg.challenged_branch {
+                self.leg_by_branch.remove(branch);
+            }
             if let Some(d) = &leg.dialog {
                 self.leg_by_dialog.remove(&d.id);
             }
@@ -520,23 +586,29 @@ impl Engine {
     }
 
     pub(super) fn leg_timer(&mut self, now: Now, id: LegId) {
-        let due = self
-            .legs
-            .get(&id)
-            .and_then(|l| l.tx.as_ref())
-            .and_then(ClientInvite::poll_timeout)
-            .is_some_and(|t| t <= now.at);
-        if due {
-            if let Some(tx) = self.legs.get_mut(&id).and_then(|l| l.tx.as_mut()) {
+        let Some(leg) = self.legs.get_mut(&id) else { return };
+        let mut due = false;
+        for tx in [leg.tx.as_mut(), leg.challenged.as_mut()].into_iter().flatten() {
+            if tx.poll_timeout().is_some_and(|t| t <= now.at) {
                 tx.handle_timeout(now.at);
+                due = true;
             }
+        }
+        if due {
             self.pump_leg(now, id);
         }
     }
 
-    /// A response on a leg's INVITE (or its CANCEL: same branch).
+    /// A response on a leg's INVITE (or its CANCEL: same branch), or a
+    /// retransmitted challenge to the INVITE sent before the credentials.
     pub(super) fn on_leg_response(&mut self, now: Now, id: LegId, resp: Response) {
-        if let Some(tx) = self.legs.get_mut(&id).and_then(|l| l.tx.as_mut()) {
+        let Some(leg) = self.legs.get_mut(&id) else { return };
+        let tx = if leg.challenged_branch.as_deref() == Some(resp.branch.as_str()) {
+            leg.challenged.as_mut()
+        } else {
+            leg.tx.as_mut()
+        };
+        if let Some(tx) = tx {
             tx.handle_response(resp, now.at);
         }
         self.pump_leg(now, id);
