@@ -25,7 +25,13 @@ use crate::sip::sdp::Negotiated;
 #[derive(Debug)]
 pub enum VoicemailRequest {
     /// Is `line`'s box full? Answer with [`Engine::voicemail_box_checked`].
-    CheckBox { call: CallKey, line: String },
+    CheckBox {
+        call: CallKey,
+        line: String,
+        /// Who is calling, for the owner's alert if the box is full.
+        caller: String,
+        caller_name: Option<String>,
+    },
     /// Record what the caller sends on `port`; answer with [`Engine::recording_started`].
     StartRecording {
         call: CallKey,
@@ -58,9 +64,13 @@ impl Engine {
         let port = entry.port;
         match action {
             CallAction::CheckVoicemailBox => {
-                let line = entry.line.clone();
-                self.out
-                    .push_back(Output::Voicemail(VoicemailRequest::CheckBox { call: key, line }));
+                let record = entry.call.record();
+                self.out.push_back(Output::Voicemail(VoicemailRequest::CheckBox {
+                    call: key,
+                    line: entry.line.clone(),
+                    caller: record.caller.clone(),
+                    caller_name: record.caller_name.clone(),
+                }));
             }
             CallAction::PlayPrompt { media, prompt } => {
                 self.connect_caller(key, &media);
@@ -100,7 +110,7 @@ impl Engine {
     pub fn voicemail_box_checked(&mut self, now: Now, call: CallKey, full: bool) {
         if full && let Some(entry) = self.calls.get(&call) {
             warn!(line = %entry.line, call_id = %entry.dialog.id.call_id,
-                "voicemail box full: the caller gets the rule's next step; make room with denwa voicemail");
+                "voicemail box full: the caller gets the rule's next step (the owner is alerted); make room with denwa voicemail");
         }
         self.call_input(now, call, CallInput::VoicemailBox { full });
     }
@@ -134,8 +144,13 @@ pub fn serve_request(
     now: Now,
 ) {
     match request {
-        VoicemailRequest::CheckBox { call, line } => {
-            let full = service.box_full(&line);
+        VoicemailRequest::CheckBox {
+            call,
+            line,
+            caller,
+            caller_name,
+        } => {
+            let full = service.check_box(&line, &caller, caller_name.as_deref(), now.wall);
             engine.voicemail_box_checked(now, call, full);
         }
         VoicemailRequest::StartRecording {
