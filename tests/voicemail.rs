@@ -294,3 +294,157 @@ fn lost_and_reordered_packets_keep_the_message_s_length_and_place() {
         }
     }
 }
+
+/// sip-tester's speech (g711a.pcap, PCMA) as consecutive 20 ms payloads.
+fn speech_payloads() -> Vec<Vec<u8>> {
+    pcap_payloads("/usr/share/sip-tester/g711a.pcap")
+        .concat()
+        .chunks_exact(160)
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// Writes `message.pcap` for a caller: `audio` 20 ms PCMA payloads, then
+/// (with `hash_after`) the # key as RFC 4733 event 11 after that many
+/// packets, then a pause and the rest. Returns the packets sent before the #.
+fn caller_pcap(dir: &std::path::Path, audio: &[Vec<u8>], hash_after: Option<usize>) -> usize {
+    const SSRC: u32 = 0x5151_7777;
+    let mut packets = Vec::new();
+    let (mut seq, mut ts, mut at) = (1000u16, 50_000u32, std::time::Duration::ZERO);
+    let step = std::time::Duration::from_millis(20);
+    let before = hash_after.unwrap_or(audio.len()).min(audio.len());
+    for (n, payload) in audio.iter().enumerate() {
+        if Some(n) == hash_after {
+            // The key: updates every 20 ms, then the end packet three times.
+            for (k, duration) in [160u16, 320, 480, 640, 800, 800, 800, 800].into_iter().enumerate() {
+                let end = k >= 5;
+                let event = [
+                    11,
+                    if end { 0x80 | 10 } else { 10 },
+                    (duration >> 8) as u8,
+                    duration as u8,
+                ];
+                packets.push((at, common::rtp_packet(101, k == 0, seq, ts, SSRC, &event)));
+                seq = seq.wrapping_add(1);
+                at += step;
+            }
+            // The key took 160 ms; the caller goes on talking 200 ms later.
+            ts = ts.wrapping_add(800 + 1600);
+            at += std::time::Duration::from_millis(200);
+        }
+        packets.push((at, common::rtp_packet(8, n == 0, seq, ts, SSRC, payload)));
+        seq = seq.wrapping_add(1);
+        ts = ts.wrapping_add(160);
+        at += step;
+    }
+    common::write_rtp_pcap(&dir.join("message.pcap"), &packets);
+    before
+}
+
+fn kept_wav(denwa: &Denwa, call: &serde_json::Value) -> hound::WavReader<std::io::BufReader<std::fs::File>> {
+    let id = call["voicemail"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a message was kept: {call}\n{}", denwa.log()));
+    hound::WavReader::open(denwa.dir.join("vm").join(format!("{id}.wav"))).expect("a valid WAV")
+}
+
+#[test]
+fn pressing_hash_ends_the_message_there_and_denwa_hangs_up() {
+    let denwa = message_box("voicemail-hash");
+    // 3 s of speech, #, then 2 s more that must not be kept.
+    let speech = speech_payloads();
+    let before = caller_pcap(&denwa.dir, &speech[..250], Some(150));
+    let pcma = [("codec_pt", "8".to_string()), ("codec_name", "PCMA".to_string())];
+    denwa.sipp("leave_message_from_file.xml", "box", &pcma);
+    let calls = denwa.wait_for_calls(1);
+    let c = &calls[0];
+    assert_eq!(c["hung_up_by"], "denwa", "{c}");
+    assert_eq!(c["digits"], "#", "{c}");
+    assert!(c["note"].as_str().is_some_and(|n| n.contains("ended with #")), "{c}");
+    let wav = kept_wav(&denwa, c);
+    // ± 20 ms is ± 160 samples (one packet).
+    assert!(
+        wav.duration().abs_diff(before as u32 * 160) <= 160,
+        "the message lasts {:.3} s, the caller spoke {:.2} s before #",
+        f64::from(wav.duration()) / 8000.0,
+        before as f64 * 0.02
+    );
+    // It is the speech before the #, to the end.
+    let got: Vec<i16> = wav.into_samples::<i16>().map(Result::unwrap).collect();
+    let sent: Vec<i16> = speech[..before]
+        .concat()
+        .into_iter()
+        .map(g711::alaw_to_linear)
+        .collect();
+    let tail = &sent[sent.len() - 800..];
+    assert!(
+        got.windows(800).any(|w| w == tail),
+        "the last 100 ms before the # are in the message"
+    );
+}
+
+/// Splits packets (time, …) into bursts separated by more than `gap`.
+fn bursts(
+    times: &[std::time::Duration],
+    gap: std::time::Duration,
+) -> Vec<(std::time::Duration, std::time::Duration, usize)> {
+    let mut out: Vec<(std::time::Duration, std::time::Duration, usize)> = Vec::new();
+    for &t in times {
+        match out.last_mut() {
+            Some((_, end, n)) if t - *end <= gap => {
+                *end = t;
+                *n += 1;
+            }
+            _ => out.push((t, t, 1)),
+        }
+    }
+    out
+}
+
+#[test]
+fn at_the_maximum_length_the_goodbye_plays_and_denwa_hangs_up() {
+    let denwa = box_with(
+        "voicemail-max",
+        "{ max_length = \"3s\", silence = \"5s\", goodbye = \"short.wav\" }",
+    );
+    // The caller talks from the answer on, for longer than the beep and 3 s.
+    let speech = speech_payloads();
+    caller_pcap(&denwa.dir, &speech, None);
+    let media_port = common::free_udp_port();
+    let capture = common::Capture::start(&format!("udp port {media_port}"), &denwa.dir.join("caller.pcap"));
+    let pcma = [("codec_pt", "8".to_string()), ("codec_name", "PCMA".to_string())];
+    denwa.sipp_with_media_port("talk_from_the_start.xml", "box", &pcma, media_port);
+    let packets = capture.stop();
+    let calls = denwa.wait_for_calls(1);
+    let c = &calls[0];
+    assert_eq!(c["hung_up_by"], "denwa", "{c}");
+    assert!(c["note"].as_str().is_some_and(|n| n.contains("maximum length")), "{c}");
+    let wav = kept_wav(&denwa, c);
+    // ± 20 ms is ± 160 samples (one packet).
+    assert!(
+        wav.duration().abs_diff(24_000) <= 160,
+        "the message lasts {:.3} s, the limit is 3 s",
+        f64::from(wav.duration()) / 8000.0
+    );
+
+    // What the caller heard: the beep (0.4 s), nothing while recording, the goodbye (1 s).
+    let heard: Vec<_> = packets
+        .iter()
+        .filter(|(_, _, to, rtp)| *to == media_port && rtp.len() > 12 && rtp[1] & 0x7f == 8)
+        .map(|(at, ..)| *at)
+        .collect();
+    let bursts = bursts(&heard, std::time::Duration::from_millis(500));
+    assert_eq!(bursts.len(), 2, "beep and goodbye: {bursts:?}");
+    let (beep, goodbye) = (bursts[0], bursts[1]);
+    assert!(beep.2.abs_diff(20) <= 2, "beep: {} packets", beep.2);
+    assert!(
+        goodbye.2.abs_diff(50) <= 2,
+        "goodbye: {} packets: {bursts:?}",
+        goodbye.2
+    );
+    let recording = goodbye.0 - beep.1;
+    assert!(
+        recording.abs_diff(std::time::Duration::from_secs(3)) <= std::time::Duration::from_millis(100),
+        "the goodbye began {recording:?} after the beep ended; the limit is 3 s"
+    );
+}
