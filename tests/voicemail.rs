@@ -448,3 +448,101 @@ fn at_the_maximum_length_the_goodbye_plays_and_denwa_hangs_up() {
         "the goodbye began {recording:?} after the beep ended; the limit is 3 s"
     );
 }
+
+/// The message box, its messages mailed (plain SMTP on `smtp_port`) and
+/// posted to a webhook on `hook_port`, retried every second or two.
+fn box_with_notify(name: &str, smtp_port: u16, hook_port: u16) -> Denwa {
+    let notify = format!(
+        "[notify]\ntime_zone = \"Asia/Tokyo\"\n\
+[notify.smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"plain\"\nfrom = \"denwa <denwa@shop.example>\"\ntimeout_secs = 5\n\
+[notify.retry]\nfirst_secs = 1\nmax_secs = 2\n\
+[[notify.channel]]\nname = \"owner-mail\"\ntype = \"email\"\nto = [\"owner@shop.example\"]\nlines = [\"box\"]\n\
+[[notify.channel]]\nname = \"chat\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook_port}/hook\"\ntimeout_secs = 5\n"
+    );
+    let extra = format!(
+        "[voicemail]\ndir = \"vm\"\n{notify}[numbers.box]\nregister = false\nnumber = \"0501110010\"\n\
+[[numbers.box.rules]]\nvoicemail = {{ max_length = \"30s\", silence = \"2s\" }}\nannounce = \"short.wav\"\n"
+    );
+    Denwa::start_with(name, "[sip]\ntrusted_sources = [\"127.0.0.0/8\"]\n", &extra, &[])
+}
+
+/// Waits for a mail whose subject names `id`'s caller, for up to `within`.
+fn mail_within(smtp: &common::SmtpServer, within: std::time::Duration, denwa: &Denwa) -> common::Mail {
+    let data = smtp
+        .mails
+        .recv_timeout(within)
+        .unwrap_or_else(|_| panic!("no mail within {within:?}; denwa log:\n{}", denwa.log()));
+    common::Mail::parse(&data)
+}
+
+#[test]
+fn the_owner_is_mailed_the_message_and_a_queued_mail_survives_a_restart() {
+    let smtp = common::SmtpServer::start(0);
+    let smtp_port = smtp.port;
+    let (hook_port, hooks) = common::webhook_receiver();
+    let mut denwa = box_with_notify("voicemail-notify", smtp_port, hook_port);
+    denwa.sipp("leave_message.xml", "box", &[]);
+    let calls = denwa.wait_for_calls(1);
+    let id = calls[0]["voicemail"]
+        .as_str()
+        .unwrap_or_else(|| panic!("kept: {}", calls[0]))
+        .to_string();
+
+    // The mail: subject names the line and the caller; the WAV attached is the box's.
+    let mail = mail_within(&smtp, std::time::Duration::from_secs(15), &denwa);
+    let subject = mail.header("Subject").unwrap_or_default();
+    assert!(
+        subject.contains("box") && subject.contains("0901234567"),
+        "subject: {subject}"
+    );
+    let attached = mail.attachment("audio/wav").expect("the recording is attached");
+    let in_box = std::fs::read(denwa.dir.join("vm").join(format!("{id}.wav"))).unwrap();
+    assert!(
+        attached == in_box,
+        "the attachment ({} bytes) is the box's WAV ({} bytes)",
+        attached.len(),
+        in_box.len()
+    );
+
+    // The webhook: the details as JSON.
+    let (head, body) = hooks
+        .recv_timeout(std::time::Duration::from_secs(15))
+        .expect("a webhook call");
+    assert!(head.starts_with("POST /hook HTTP/1.1"), "{head}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["event"], "voicemail", "{json}");
+    assert_eq!(json["id"], id.as_str(), "{json}");
+    assert_eq!(json["line"], "box", "{json}");
+    assert_eq!(json["caller"], "0901234567", "{json}");
+    assert!(
+        (7000..=7200).contains(&json["duration_ms"].as_u64().unwrap_or(0)),
+        "{json}"
+    );
+
+    // The mail server goes down; a message is left; denwa dies and comes back.
+    drop(smtp);
+    denwa.sipp("leave_message.xml", "box", &[]);
+    let calls = denwa.wait_for_calls(2);
+    let second = calls[1]["voicemail"].as_str().expect("second message kept").to_string();
+    let _ = hooks
+        .recv_timeout(std::time::Duration::from_secs(15))
+        .expect("the webhook still works");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        denwa.log().contains("voicemail notification failed; will retry"),
+        "{}",
+        denwa.log()
+    );
+    denwa.crash_and_restart(&[]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    // The server is back: the queued mail arrives.
+    let smtp = common::SmtpServer::start(smtp_port);
+    let mail = mail_within(&smtp, std::time::Duration::from_secs(15), &denwa);
+    let attached = mail.attachment("audio/wav").expect("attached");
+    let in_box = std::fs::read(denwa.dir.join("vm").join(format!("{second}.wav"))).unwrap();
+    assert!(attached == in_box, "the queued mail carries the second message");
+    assert!(
+        smtp.mails.recv_timeout(std::time::Duration::from_secs(3)).is_err(),
+        "the first message is not mailed again"
+    );
+}
