@@ -546,3 +546,100 @@ fn the_owner_is_mailed_the_message_and_a_queued_mail_survives_a_restart() {
         "the first message is not mailed again"
     );
 }
+
+#[test]
+fn a_full_disk_ends_the_message_keeps_what_fit_and_denwa_takes_the_next_call() {
+    let extra = "[voicemail]\ndir = \"vm\"\n[numbers.box]\nregister = false\nnumber = \"0501110010\"\n\
+[[numbers.box.rules]]\nvoicemail = { max_length = \"60s\", silence = \"5s\" }\nannounce = \"short.wav\"\n";
+    // The voicemail folder is a 384 KiB tmpfs that only this denwa sees:
+    // the index fits, about 10 s of audio does not.
+    let denwa = Denwa::start_with_mounts(
+        "voicemail-disk-full",
+        "[sip]\ntrusted_sources = [\"127.0.0.0/8\"]\n",
+        extra,
+        "mkdir -p vm && mount -t tmpfs -o size=384k tmpfs vm",
+    );
+    // 21 s of speech: the caller talks on; denwa must not wait for the end.
+    let once = speech_payloads();
+    let speech: Vec<Vec<u8>> = (0..3).flat_map(|_| once.iter().cloned()).collect();
+    caller_pcap(&denwa.dir, &speech, None);
+    let pcma = [("codec_pt", "8".to_string()), ("codec_name", "PCMA".to_string())];
+    let started = std::time::Instant::now();
+    denwa.sipp("leave_message_from_file.xml", "box", &pcma);
+    let calls = denwa.wait_for_calls(1);
+    let c = &calls[0];
+    assert_eq!(c["hung_up_by"], "denwa", "{c}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the call lasted {:?} of the caller's 21 s",
+        started.elapsed()
+    );
+    let note = c["note"].as_str().unwrap_or_default();
+    assert!(note.contains("No space left"), "the call log says why: {c}");
+
+    // What fit is kept, indexed and a valid WAV of the caller's first words.
+    let id = c["voicemail"]
+        .as_str()
+        .unwrap_or_else(|| panic!("what fit is kept: {c}\n{}", denwa.log()));
+    let wav = denwa.own_view(&denwa.dir.join("vm").join(format!("{id}.wav")));
+    let reader = hound::WavReader::open(&wav).unwrap_or_else(|e| panic!("{}: {e}", wav.display()));
+    let seconds = f64::from(reader.duration()) / 8000.0;
+    assert!((2.0..15.0).contains(&seconds), "{seconds:.2} s kept");
+    // denwa hung up as the disk filled: the call lasted the 1.5 s before
+    // the caller spoke, the message, and little more.
+    let time = |key: &str| c[key].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok()).unwrap();
+    let call = time("ended_at").duration_since(time("answered_at")).as_secs_f64();
+    assert!(
+        call <= 1.5 + seconds + 1.0,
+        "the call lasted {call:.2} s for a message of {seconds:.2} s: denwa should hang up when the disk is full"
+    );
+    let got: Vec<i16> = reader.into_samples::<i16>().map(Result::unwrap).collect();
+    let sent: Vec<i16> = speech.concat().into_iter().map(g711::alaw_to_linear).collect();
+    let same = got.iter().zip(&sent).filter(|(a, b)| a == b).count();
+    assert!(
+        same as f64 >= got.len() as f64 * 0.99,
+        "{same} of {} samples are the caller's",
+        got.len()
+    );
+    let out = denwa
+        .cli()
+        .args(["voicemail", "--config"])
+        .arg(denwa.dir.join("shop.toml"))
+        .args(["list", "--json"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && listed.contains(id), "{listed}");
+
+    // Reported: the log, and the status snapshot.
+    assert!(
+        denwa.log().contains("voicemail recording stopped early") && denwa.log().contains("No space left"),
+        "{}",
+        denwa.log()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+    let status = loop {
+        let status: serde_json::Value = std::fs::read(denwa.dir.join("status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        if status["voicemail"]["last_error"].is_object() || std::time::Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let error = &status["voicemail"]["last_error"];
+    assert_eq!(error["message"], id, "{status}");
+    assert!(
+        error["error"].as_str().is_some_and(|e| e.contains("No space")),
+        "{status}"
+    );
+
+    // denwa is still there for the next caller.
+    let sink = common::RtpSink::start();
+    denwa.sipp("announce.xml", "short", &sink.keys(8, "PCMA"));
+    assert!(
+        !sink.packets.join().unwrap().is_empty(),
+        "the next caller hears the announcement"
+    );
+}

@@ -128,6 +128,12 @@ impl Engine {
         self.call_input(now, call, CallInput::VoicemailSilence);
     }
 
+    /// The recording's writer stopped (disk full): the call ends the message.
+    pub fn voicemail_write_failed(&mut self, now: Now, call: CallKey, error: String) {
+        tracing::error!(call, %error, "voicemail recording stopped early; what reached the disk is kept");
+        self.call_input(now, call, CallInput::RecordingFailed(error));
+    }
+
     /// The recording's outcome: indexed under this id, or not kept and why.
     pub fn recording_done(&mut self, now: Now, call: CallKey, kept: Result<String, String>) {
         self.call_input(now, call, CallInput::RecordingDone(kept));
@@ -178,7 +184,11 @@ pub fn serve_request(
 pub fn serve_event(engine: &mut Engine, service: &VoicemailService, event: RecorderEvent, now: Now) {
     match event {
         RecorderEvent::Silence { call } => engine.voicemail_silence(now, call),
+        RecorderEvent::WriteFailed { call, error } => engine.voicemail_write_failed(now, call, error),
         RecorderEvent::Finished { call, done, not_kept } => {
+            if let Some(error) = &done.error {
+                service.recording_failed(&done, error, now.wall);
+            }
             let kept = match (not_kept, service.keep(&done, now.wall)) {
                 (Some(why), _) => Err(why),
                 (None, Ok(Some(message))) => {
@@ -188,6 +198,7 @@ pub fn serve_event(engine: &mut Engine, service: &VoicemailService, event: Recor
                 }
                 (None, Ok(None)) => Err(done.error.clone().unwrap_or_else(|| "nothing recorded".into())),
                 (None, Err(e)) => {
+                    service.recording_failed(&done, &format!("not indexed: {e}"), now.wall);
                     warn!(message = %done.id, error = %e, "voicemail recorded but not indexed");
                     Err(format!("not indexed: {e}"))
                 }

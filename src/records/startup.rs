@@ -65,6 +65,25 @@ pub struct VoicemailService {
     worker: NotifyWorker,
     /// When a full box deserves an alert (a mutex: the service is shared by reference).
     gate: Mutex<BoxFullGate>,
+    /// The last recording that ended on an error (disk full), for the status.
+    last_error: Mutex<Option<RecordingError>>,
+}
+
+/// A recording that ended on an error.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RecordingError {
+    /// The message id (kept or not).
+    pub message: String,
+    pub line: String,
+    pub error: String,
+    pub at: jiff::Timestamp,
+}
+
+/// Voicemail's part of the status snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VoicemailStatus {
+    pub full_boxes: Vec<FullBox>,
+    pub last_error: Option<RecordingError>,
 }
 
 /// What start-up found in `tmp/`, for the log and for tests.
@@ -143,6 +162,7 @@ pub fn start_with_report(
             store,
             worker,
             gate: Mutex::new(BoxFullGate::with_sent(sent)),
+            last_error: Mutex::new(None),
         },
         report,
     ))
@@ -270,6 +290,24 @@ impl VoicemailService {
             });
         }
         full
+    }
+
+    /// A recording ended on `error` (it is logged by the caller); the status shows it.
+    pub fn recording_failed(&self, done: &RecordingDone, error: &str, now: jiff::Timestamp) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(RecordingError {
+            message: done.id.clone(),
+            line: done.meta.line.clone(),
+            error: error.to_string(),
+            at: now,
+        });
+    }
+
+    /// What the status snapshot shows of voicemail.
+    pub fn status(&self) -> VoicemailStatus {
+        VoicemailStatus {
+            full_boxes: self.full_boxes(),
+            last_error: self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
     }
 
     /// Lines whose box was full at their last check (for the status snapshot).
