@@ -452,6 +452,11 @@ fn at_the_maximum_length_the_goodbye_plays_and_denwa_hangs_up() {
 /// The message box, its messages mailed (plain SMTP on `smtp_port`) and
 /// posted to a webhook on `hook_port`, retried every second or two.
 fn box_with_notify(name: &str, smtp_port: u16, hook_port: u16) -> Denwa {
+    box_with_notify_and_limits(name, smtp_port, hook_port, "")
+}
+
+/// As [`box_with_notify`], with `limits` in `[voicemail]`.
+fn box_with_notify_and_limits(name: &str, smtp_port: u16, hook_port: u16, limits: &str) -> Denwa {
     let notify = format!(
         "[notify]\ntime_zone = \"Asia/Tokyo\"\n\
 [notify.smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\nsecurity = \"plain\"\nfrom = \"denwa <denwa@shop.example>\"\ntimeout_secs = 5\n\
@@ -460,7 +465,7 @@ fn box_with_notify(name: &str, smtp_port: u16, hook_port: u16) -> Denwa {
 [[notify.channel]]\nname = \"chat\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook_port}/hook\"\ntimeout_secs = 5\n"
     );
     let extra = format!(
-        "[voicemail]\ndir = \"vm\"\n{notify}[numbers.box]\nregister = false\nnumber = \"0501110010\"\n\
+        "[voicemail]\ndir = \"vm\"\n{limits}\n{notify}[numbers.box]\nregister = false\nnumber = \"0501110010\"\n\
 [[numbers.box.rules]]\nvoicemail = {{ max_length = \"30s\", silence = \"2s\" }}\nannounce = \"short.wav\"\n"
     );
     Denwa::start_with(name, "[sip]\ntrusted_sources = [\"127.0.0.0/8\"]\n", &extra, &[])
@@ -642,4 +647,56 @@ fn a_full_disk_ends_the_message_keeps_what_fit_and_denwa_takes_the_next_call() {
         !sink.packets.join().unwrap().is_empty(),
         "the next caller hears the announcement"
     );
+}
+
+#[test]
+fn a_full_box_turns_the_caller_to_the_next_step_and_alerts_the_owner_once() {
+    let smtp = common::SmtpServer::start(0);
+    let (hook_port, hooks) = common::webhook_receiver();
+    let denwa = box_with_notify_and_limits("voicemail-box-full", smtp.port, hook_port, "max_messages = 1");
+    denwa.sipp("leave_message.xml", "box", &[]);
+    let (_, first) = hooks
+        .recv_timeout(std::time::Duration::from_secs(15))
+        .expect("the message's webhook");
+    assert!(first.contains("\"event\":\"voicemail\""), "{first}");
+    let _ = mail_within(&smtp, std::time::Duration::from_secs(15), &denwa);
+
+    // The box holds its one message: the next callers hear the announcement.
+    for _ in 0..2 {
+        let sink = common::RtpSink::start();
+        denwa.sipp("announce.xml", "box", &sink.keys(8, "PCMA"));
+        assert!(!sink.packets.join().unwrap().is_empty(), "the announcement plays");
+    }
+    let calls = denwa.wait_for_calls(3);
+    for c in &calls[1..] {
+        assert!(c["voicemail"].is_null(), "{c}");
+        assert!(c["note"].as_str().is_some_and(|n| n.contains("box full")), "{c}");
+    }
+    let (_, body) = hooks
+        .recv_timeout(std::time::Duration::from_secs(15))
+        .expect("the alert's webhook");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["event"], "box_full", "{json}");
+    assert_eq!(json["line"], "box", "{json}");
+    assert_eq!(json["messages"], 1, "{json}");
+    assert_eq!(json["max_messages"], 1, "{json}");
+    assert_eq!(json["caller"], "0901234567", "{json}");
+    assert!(
+        json["summary"]
+            .as_str()
+            .is_some_and(|t| t.contains("box for line box is full: 1 messages")),
+        "{json}"
+    );
+    let mail = mail_within(&smtp, std::time::Duration::from_secs(15), &denwa);
+    let subject = mail.header("Subject").unwrap_or_default();
+    assert!(subject.starts_with("Voicemail box full on box"), "{subject}");
+    assert!(
+        hooks.recv_timeout(std::time::Duration::from_secs(3)).is_err(),
+        "one alert for two callers turned away"
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(denwa.dir.join("status.json")).unwrap()).unwrap();
+    let full = &status["voicemail"]["full_boxes"][0];
+    assert_eq!(full["line"], "box", "{status}");
+    assert_eq!(full["callers_turned_away"], 2, "{status}");
 }
