@@ -153,7 +153,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 65_536];
     let mut shutting_down: Option<Instant> = None;
     let mut last_status = Instant::now();
-    publish_status(&status, &engine, media.counters.snapshot(), local);
+    publish_status(&status, &engine, media.counters.snapshot(), local, &voicemail);
     // After the status file: its folder (that of the mode file) now exists.
     let config_text = std::fs::read_to_string(&config.path).ok();
     let mut watcher = FileWatcher::start(Targets::of_config(
@@ -208,7 +208,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     call_log.write(record);
                 }
             }
-            publish_status(&status, &engine, media.counters.snapshot(), local);
+            publish_status(&status, &engine, media.counters.snapshot(), local, &voicemail);
             info!(sip = ?engine.stats, media = ?media.counters.snapshot(), "denwa stopped");
             call_log.close();
             drop(status);
@@ -269,7 +269,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         if engine.status_changed || last_status.elapsed() >= STATUS_EVERY {
             engine.status_changed = false;
             last_status = Instant::now();
-            publish_status(&status, &engine, media.counters.snapshot(), local);
+            publish_status(&status, &engine, media.counters.snapshot(), local, &voicemail);
         }
     }
 }
@@ -330,7 +330,13 @@ fn begin_shutdown(engine: &mut Engine) -> Instant {
 const STATUS_EVERY: Duration = records::status::REFRESH_EVERY;
 
 /// Publish the engine's status (the status file is written from the channel).
-fn publish_status(status: &StatusSender, engine: &Engine, media: MediaCounters, listen: SocketAddr) {
+fn publish_status(
+    status: &StatusSender,
+    engine: &Engine,
+    media: MediaCounters,
+    listen: SocketAddr,
+    voicemail: &crate::records::startup::VoicemailService,
+) {
     let now = Instant::now();
     let snapshot = StatusFile {
         updated_at: jiff::Timestamp::now(),
@@ -349,6 +355,7 @@ fn publish_status(status: &StatusSender, engine: &Engine, media: MediaCounters, 
             .into_iter()
             .map(|p| serde_json::to_value(p).expect("status serialises"))
             .collect(),
+        voicemail: serde_json::to_value(voicemail.status()).expect("status serialises"),
     };
     status.send_replace(Some(std::sync::Arc::new(snapshot)));
 }

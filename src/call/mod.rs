@@ -121,6 +121,9 @@ pub enum CallInput {
     RecordingStarted(Result<String, String>),
     /// The caller has been silent for the voicemail step's silence time.
     VoicemailSilence,
+    /// The recording could not be written on (the disk is full): what
+    /// reached the disk is kept, the call ends.
+    RecordingFailed(String),
     /// The recording is over: kept under this id, or not kept and why.
     RecordingDone(Result<String, String>),
     /// denwa is stopping.
@@ -468,6 +471,11 @@ impl Call {
             CallInput::VoicemailSilence => {
                 if self.phase == Phase::Answered {
                     self.voicemail_silence(now);
+                }
+            }
+            CallInput::RecordingFailed(error) => {
+                if self.phase == Phase::Answered {
+                    self.voicemail_write_failed(now, &error);
                 }
             }
             CallInput::RecordingDone(kept) => self.recording_done(kept),

@@ -205,6 +205,17 @@ impl Call {
         }
     }
 
+    /// Nothing more can be recorded: end the message and the call (a
+    /// goodbye would promise a message the owner may not get whole).
+    pub(super) fn voicemail_write_failed(&mut self, now: Now, error: &str) {
+        if self.stop_recording() {
+            self.hang_up(
+                now,
+                Some(format!("voicemail ended: the recording could not be written: {error}")),
+            );
+        }
+    }
+
     pub(super) fn voicemail_max_length(&mut self, now: Now) {
         if !self.stop_recording() {
             return;

@@ -166,6 +166,38 @@ fn silence_ends_the_recording_and_a_message_not_kept_is_still_logged() {
 }
 
 #[test]
+fn a_recording_that_cannot_be_written_on_ends_the_call_and_keeps_what_was_written() {
+    // voicemail_call(true) has a goodbye prompt: a disk that is full skips it.
+    let mut c = voicemail_call(true);
+    let now = t0();
+    recording(&mut c, now);
+    let full = "recording stopped: No space left on device (os error 28)";
+    c.handle_input(
+        CallInput::RecordingFailed(full.into()),
+        now.after(Duration::from_secs(9)),
+    );
+    assert_eq!(actions(&mut c), ["stop recording", "hangup", "close"]);
+    assert_eq!(c.poll_timeout(), None, "the maximum-length timer is gone");
+    c.handle_input(CallInput::ByeDone, now.after(Duration::from_secs(9)));
+    c.handle_input(
+        CallInput::MediaClosed(AudioQuality::default()),
+        now.after(Duration::from_secs(9)),
+    );
+    c.handle_input(
+        CallInput::RecordingDone(Ok("vm-1".into())),
+        now.after(Duration::from_secs(9)),
+    );
+    let r = ended(&mut c);
+    assert_eq!(r.voicemail.as_deref(), Some("vm-1"));
+    assert_eq!(
+        r.note.as_deref(),
+        Some(
+            "voicemail ended: the recording could not be written: recording stopped: No space left on device (os error 28)"
+        )
+    );
+}
+
+#[test]
 fn hanging_up_before_the_beep_records_nothing_and_ends_the_call() {
     let mut c = voicemail_call(true);
     let now = t0();

@@ -32,6 +32,8 @@ const MEDIA_QUEUE_FRAMES: usize = 250;
 pub enum RecorderEvent {
     /// The caller has been silent (or sent nothing) for the silence time.
     Silence { call: CallKey },
+    /// The writer stopped early (disk full); the recording should end.
+    WriteFailed { call: CallKey, error: String },
     /// The writer is done; `not_kept` says why the message was thrown away.
     Finished {
         call: CallKey,
@@ -57,20 +59,42 @@ pub fn spawn(
     limits: Limits,
     events: UnboundedSender<RecorderEvent>,
 ) -> std::io::Result<RecordSink> {
+    spawn_with_reserve(call, dir, id, meta, limits, events, recording::DISK_RESERVE_BYTES)
+}
+
+/// [`spawn`], the writer stopping when less than `reserve` bytes are free.
+fn spawn_with_reserve(
+    call: CallKey,
+    dir: &Path,
+    id: &str,
+    meta: RecordingMeta,
+    limits: Limits,
+    events: UnboundedSender<RecorderEvent>,
+    reserve: u64,
+) -> std::io::Result<RecordSink> {
     let (done_tx, done_rx) = mpsc::channel();
-    let (writer, handle) = recording::start(dir, id, meta, done_tx)?;
+    let (writer, handle) = recording::start_with_reserve(dir, id, meta, done_tx, reserve)?;
     let (sink, frames) = media_record::channel(MEDIA_QUEUE_FRAMES);
     std::thread::Builder::new()
         .name(format!("vm-adapter-{id}"))
         .spawn(move || {
             let mut adapter = Adapter::new(writer, limits);
-            let not_kept = adapter.run(&frames, |silent| {
-                if silent {
-                    let _ = events.send(RecorderEvent::Silence { call });
-                }
+            let not_kept = adapter.run(&frames, &done_rx, |note| {
+                let event = match note {
+                    Note::Silence => RecorderEvent::Silence { call },
+                    Note::WriteFailed(error) => RecorderEvent::WriteFailed { call, error },
+                };
+                let _ = events.send(event);
             });
             let _ = handle.join();
-            if let Ok(done) = done_rx.recv() {
+            if let Some(mut done) = adapter.ended_early.take().or_else(|| done_rx.recv().ok()) {
+                // A writer that stopped on an error kept its file; a message
+                // judged not worth keeping must not stay behind unindexed.
+                if not_kept.is_some()
+                    && let Some(path) = done.path.take()
+                {
+                    let _ = std::fs::remove_file(path);
+                }
                 let _ = events.send(RecorderEvent::Finished {
                     call,
                     done: Box::new(done),
@@ -81,8 +105,16 @@ pub fn spawn(
     Ok(sink)
 }
 
+/// What the adapter has to say while recording.
+enum Note {
+    Silence,
+    WriteFailed(String),
+}
+
 /// The timeline, the 20 ms framing and the meter, around the writer.
 struct Adapter {
+    /// The writer's outcome when it ended before being told to (a write error).
+    ended_early: Option<RecordingDone>,
     writer: Option<RecorderSender>,
     timeline: RtpTimeline,
     meter: LevelMeter,
@@ -97,6 +129,7 @@ struct Adapter {
 impl Adapter {
     fn new(writer: RecorderSender, limits: Limits) -> Self {
         Adapter {
+            ended_early: None,
             writer: Some(writer),
             timeline: RtpTimeline::new(),
             meter: LevelMeter::new(SILENCE_BELOW_DBFS, 20),
@@ -109,7 +142,12 @@ impl Adapter {
     }
 
     /// Until media lets go of the sink; returns why the message is not kept.
-    fn run(&mut self, frames: &Receiver<RecordFrame>, mut on_silence: impl FnMut(bool)) -> Option<String> {
+    fn run(
+        &mut self,
+        frames: &Receiver<RecordFrame>,
+        writer_done: &Receiver<RecordingDone>,
+        mut note: impl FnMut(Note),
+    ) -> Option<String> {
         let patience = self.limits.silence.max(Duration::from_millis(100));
         loop {
             match frames.recv_timeout(patience) {
@@ -118,17 +156,25 @@ impl Adapter {
                     let silent_ms = self.meter.current_silence_ms();
                     if !self.silence_reported && silent_ms >= self.limits.silence.as_millis() as u64 {
                         self.silence_reported = true;
-                        on_silence(true);
+                        note(Note::Silence);
                     }
                 }
                 // Nothing at all from the caller for that long is silence too.
                 Err(RecvTimeoutError::Timeout) => {
                     if !self.silence_reported {
                         self.silence_reported = true;
-                        on_silence(true);
+                        note(Note::Silence);
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
+            }
+            // The writer only ends on its own after a write error.
+            if self.ended_early.is_none()
+                && let Ok(done) = writer_done.try_recv()
+            {
+                let error = done.error.clone().unwrap_or_else(|| "the writer stopped".into());
+                self.ended_early = Some(done);
+                note(Note::WriteFailed(error));
             }
         }
         self.end()
@@ -252,7 +298,7 @@ mod tests {
         loop {
             match rx.blocking_recv().expect("an outcome") {
                 RecorderEvent::Finished { done, not_kept, .. } => return (done, not_kept),
-                RecorderEvent::Silence { .. } => {}
+                RecorderEvent::Silence { .. } | RecorderEvent::WriteFailed { .. } => {}
             }
         }
     }
@@ -338,8 +384,39 @@ mod tests {
                     assert_eq!(not_kept, None);
                     break;
                 }
+                RecorderEvent::WriteFailed { error, .. } => panic!("no write error here: {error}"),
             }
         }
         assert_eq!(silences, 1);
+    }
+
+    #[test]
+    fn a_writer_out_of_room_is_reported_at_once_and_what_it_wrote_is_kept() {
+        let dir = test_dir("adapter-full");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let limits = Limits {
+            min_length: Duration::from_millis(500),
+            silence: Duration::from_secs(5),
+        };
+        // No disk has u64::MAX bytes free: the writer stops after its first second.
+        let mut sink = spawn_with_reserve(3, &dir, "vm-full", meta(), limits, tx, u64::MAX).unwrap();
+        let mut n = 0u32;
+        let error = loop {
+            sink.push(Codec::Pcmu, 1, n * 160, &voice()[..160]);
+            n += 1;
+            std::thread::sleep(Duration::from_millis(2));
+            if let Ok(RecorderEvent::WriteFailed { call, error }) = rx.try_recv() {
+                assert_eq!(call, 3);
+                break error;
+            }
+            assert!(n < 2000, "no write failure reported");
+        };
+        assert!(error.contains("No space left for recordings"), "{error}");
+        drop(sink);
+        let (done, not_kept) = finished(&mut rx);
+        assert_eq!(not_kept, None);
+        assert_eq!(done.samples, 8000, "the second before the check");
+        let wav = hound::WavReader::open(done.path.expect("kept")).unwrap();
+        assert_eq!(wav.duration(), 8000);
     }
 }

@@ -25,7 +25,13 @@ use crate::sip::sdp::Negotiated;
 #[derive(Debug)]
 pub enum VoicemailRequest {
     /// Is `line`'s box full? Answer with [`Engine::voicemail_box_checked`].
-    CheckBox { call: CallKey, line: String },
+    CheckBox {
+        call: CallKey,
+        line: String,
+        /// Who is calling, for the owner's alert if the box is full.
+        caller: String,
+        caller_name: Option<String>,
+    },
     /// Record what the caller sends on `port`; answer with [`Engine::recording_started`].
     StartRecording {
         call: CallKey,
@@ -58,9 +64,13 @@ impl Engine {
         let port = entry.port;
         match action {
             CallAction::CheckVoicemailBox => {
-                let line = entry.line.clone();
-                self.out
-                    .push_back(Output::Voicemail(VoicemailRequest::CheckBox { call: key, line }));
+                let record = entry.call.record();
+                self.out.push_back(Output::Voicemail(VoicemailRequest::CheckBox {
+                    call: key,
+                    line: entry.line.clone(),
+                    caller: record.caller.clone(),
+                    caller_name: record.caller_name.clone(),
+                }));
             }
             CallAction::PlayPrompt { media, prompt } => {
                 self.connect_caller(key, &media);
@@ -100,7 +110,7 @@ impl Engine {
     pub fn voicemail_box_checked(&mut self, now: Now, call: CallKey, full: bool) {
         if full && let Some(entry) = self.calls.get(&call) {
             warn!(line = %entry.line, call_id = %entry.dialog.id.call_id,
-                "voicemail box full: the caller gets the rule's next step; make room with denwa voicemail");
+                "voicemail box full: the caller gets the rule's next step (the owner is alerted); make room with denwa voicemail");
         }
         self.call_input(now, call, CallInput::VoicemailBox { full });
     }
@@ -116,6 +126,12 @@ impl Engine {
     /// The caller has been silent for the step's silence time.
     pub fn voicemail_silence(&mut self, now: Now, call: CallKey) {
         self.call_input(now, call, CallInput::VoicemailSilence);
+    }
+
+    /// The recording's writer stopped (disk full): the call ends the message.
+    pub fn voicemail_write_failed(&mut self, now: Now, call: CallKey, error: String) {
+        tracing::error!(call, %error, "voicemail recording stopped early; what reached the disk is kept");
+        self.call_input(now, call, CallInput::RecordingFailed(error));
     }
 
     /// The recording's outcome: indexed under this id, or not kept and why.
@@ -134,8 +150,13 @@ pub fn serve_request(
     now: Now,
 ) {
     match request {
-        VoicemailRequest::CheckBox { call, line } => {
-            let full = service.box_full(&line);
+        VoicemailRequest::CheckBox {
+            call,
+            line,
+            caller,
+            caller_name,
+        } => {
+            let full = service.check_box(&line, &caller, caller_name.as_deref(), now.wall);
             engine.voicemail_box_checked(now, call, full);
         }
         VoicemailRequest::StartRecording {
@@ -163,7 +184,11 @@ pub fn serve_request(
 pub fn serve_event(engine: &mut Engine, service: &VoicemailService, event: RecorderEvent, now: Now) {
     match event {
         RecorderEvent::Silence { call } => engine.voicemail_silence(now, call),
+        RecorderEvent::WriteFailed { call, error } => engine.voicemail_write_failed(now, call, error),
         RecorderEvent::Finished { call, done, not_kept } => {
+            if let Some(error) = &done.error {
+                service.recording_failed(&done, error, now.wall);
+            }
             let kept = match (not_kept, service.keep(&done, now.wall)) {
                 (Some(why), _) => Err(why),
                 (None, Ok(Some(message))) => {
@@ -173,6 +198,7 @@ pub fn serve_event(engine: &mut Engine, service: &VoicemailService, event: Recor
                 }
                 (None, Ok(None)) => Err(done.error.clone().unwrap_or_else(|| "nothing recorded".into())),
                 (None, Err(e)) => {
+                    service.recording_failed(&done, &format!("not indexed: {e}"), now.wall);
                     warn!(message = %done.id, error = %e, "voicemail recorded but not indexed");
                     Err(format!("not indexed: {e}"))
                 }

@@ -14,6 +14,7 @@ use super::{Attempt, Notice};
 pub fn environment(notice: &Notice) -> Vec<(&'static str, String)> {
     let m = &notice.message;
     vec![
+        ("DENWA_VM_EVENT", "voicemail".into()),
         ("DENWA_VM_ID", m.id.clone()),
         ("DENWA_VM_LINE", m.line.clone()),
         ("DENWA_VM_CALLER", m.caller.clone()),
@@ -31,9 +32,14 @@ pub fn environment(notice: &Notice) -> Vec<(&'static str, String)> {
 const STDERR_TAIL: usize = 400;
 
 pub fn deliver(notice: &Notice, program: &Path, args: &[String], timeout: Duration) -> Attempt {
+    run(program, args, environment(notice), timeout)
+}
+
+/// Runs `program` with `env` added to its environment.
+pub fn run(program: &Path, args: &[String], env: Vec<(&'static str, String)>, timeout: Duration) -> Attempt {
     let mut child = match Command::new(program)
         .args(args)
-        .envs(environment(notice))
+        .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

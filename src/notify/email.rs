@@ -9,6 +9,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{SmtpTransport, Transport};
 
+use super::alert::AlertNotice;
 use super::{Attempt, Notice, SmtpConfig, SmtpSecurity};
 
 /// Subject line: `Voicemail on <line> from <caller> at <local time>`.
@@ -52,19 +53,25 @@ pub fn body(notice: &Notice, attached: bool) -> String {
     text
 }
 
-/// Builds the email: text body plus the WAV (read from `notice.file`).
-pub fn build(notice: &Notice, smtp: &SmtpConfig, to: &[String]) -> Result<lettre::Message, String> {
+/// A message builder with sender, recipients and subject.
+fn addressed(smtp: &SmtpConfig, to: &[String], subject: String) -> Result<lettre::message::MessageBuilder, String> {
     let from: Mailbox = smtp
         .from
         .parse()
         .map_err(|e| format!("[notify.smtp] from = {:?} is not an address: {e}", smtp.from))?;
-    let mut builder = lettre::Message::builder().from(from).subject(subject(notice));
+    let mut builder = lettre::Message::builder().from(from).subject(subject);
     for address in to {
         let mailbox: Mailbox = address
             .parse()
             .map_err(|e| format!("recipient {address:?} is not an address: {e}"))?;
         builder = builder.to(mailbox);
     }
+    Ok(builder)
+}
+
+/// Builds the email: text body plus the WAV (read from `notice.file`).
+pub fn build(notice: &Notice, smtp: &SmtpConfig, to: &[String]) -> Result<lettre::Message, String> {
+    let builder = addressed(smtp, to, subject(notice))?;
     let size = std::fs::metadata(&notice.file)
         .map_err(|e| format!("cannot read the recording {}: {e}", notice.file.display()))?
         .len();
@@ -108,12 +115,33 @@ pub fn deliver(notice: &Notice, smtp: Option<&SmtpConfig>, to: &[String]) -> Att
     let Some(smtp) = smtp else {
         return Attempt::Permanent("email channel but no [notify.smtp] configured".into());
     };
-    let email = match build(notice, smtp, to) {
-        Ok(email) => email,
-        Err(e) => return Attempt::Permanent(e),
+    match build(notice, smtp, to) {
+        Ok(email) => send(smtp, &email),
+        Err(e) => Attempt::Permanent(e),
+    }
+}
+
+/// The email for an alert: text only.
+pub fn build_alert(notice: &AlertNotice, smtp: &SmtpConfig, to: &[String]) -> Result<lettre::Message, String> {
+    addressed(smtp, to, notice.subject())?
+        .singlepart(SinglePart::plain(notice.body()))
+        .map_err(|e| format!("cannot build the email: {e}"))
+}
+
+/// Sends an alert by email to `to`.
+pub fn deliver_alert(notice: &AlertNotice, smtp: Option<&SmtpConfig>, to: &[String]) -> Attempt {
+    let Some(smtp) = smtp else {
+        return Attempt::Permanent("email channel but no [notify.smtp] configured".into());
     };
+    match build_alert(notice, smtp, to) {
+        Ok(email) => send(smtp, &email),
+        Err(e) => Attempt::Permanent(e),
+    }
+}
+
+fn send(smtp: &SmtpConfig, email: &lettre::Message) -> Attempt {
     let result = transport(smtp).and_then(|t| {
-        t.send(&email)
+        t.send(email)
             .map(|_| ())
             .map_err(|e| format!("SMTP {}:{}: {e}", smtp.host, smtp.port))
     });

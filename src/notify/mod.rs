@@ -6,9 +6,13 @@
 //! what is due and retries failures with exponential back-off ([`RetryPolicy`])
 //! until delivered or, after `give_up_after`, marks them failed loudly.
 //!
+//! Alerts for the owner (a full box, [`alert`]) go through the same queue
+//! and channels, in their own `alerts` rows.
+//!
 //! Channels: [`email`] (SMTP with the recording attached), [`webhook`] (JSON
 //! POST), [`command`] (a program with the details in its environment).
 
+pub mod alert;
 pub mod command;
 pub mod email;
 pub mod queue;

@@ -27,11 +27,14 @@ impl DeliveryState {
     }
 }
 
-/// One message to be delivered on one channel.
+/// One message (or one alert) to be delivered on one channel.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Delivery {
     pub id: i64,
-    pub message_id: String,
+    /// The message this tells about; `None` for an alert.
+    pub message_id: Option<String>,
+    /// The alert (see [`super::alert`]) this tells about; `None` for a message.
+    pub alert_id: Option<i64>,
     pub channel: String,
     /// Attempts made so far.
     pub attempts: u32,
@@ -67,6 +70,22 @@ pub fn store_and_enqueue(
     Ok(())
 }
 
+/// Queues one delivery of alert `alert_id` on `channel`.
+pub(super) fn enqueue_alert_on(
+    conn: &Connection,
+    alert_id: i64,
+    channel: &str,
+    now: jiff::Timestamp,
+) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "INSERT OR IGNORE INTO deliveries
+           (alert_id, channel, created_at_ms, next_attempt_at_ms, state)
+         VALUES (?1, ?2, ?3, ?3, 'pending')",
+        params![alert_id, channel, now.as_millisecond()],
+    )?;
+    Ok(n == 1)
+}
+
 fn enqueue_on(conn: &Connection, message_id: &str, channel: &str, now: jiff::Timestamp) -> rusqlite::Result<bool> {
     let n = conn.execute(
         "INSERT OR IGNORE INTO deliveries
@@ -81,18 +100,20 @@ fn ts(ms: i64) -> rusqlite::Result<jiff::Timestamp> {
     jiff::Timestamp::from_millisecond(ms).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(0, ms))
 }
 
-const COLUMNS: &str = "id, message_id, channel, attempts, created_at_ms, next_attempt_at_ms, state, last_error";
+const COLUMNS: &str =
+    "id, message_id, alert_id, channel, attempts, created_at_ms, next_attempt_at_ms, state, last_error";
 
 fn row_to_delivery(r: &Row<'_>) -> rusqlite::Result<Delivery> {
     Ok(Delivery {
         id: r.get(0)?,
         message_id: r.get(1)?,
-        channel: r.get(2)?,
-        attempts: r.get(3)?,
-        created_at: ts(r.get(4)?)?,
-        next_attempt_at: ts(r.get(5)?)?,
-        state: DeliveryState::parse(&r.get::<_, String>(6)?),
-        last_error: r.get(7)?,
+        alert_id: r.get(2)?,
+        channel: r.get(3)?,
+        attempts: r.get(4)?,
+        created_at: ts(r.get(5)?)?,
+        next_attempt_at: ts(r.get(6)?)?,
+        state: DeliveryState::parse(&r.get::<_, String>(7)?),
+        last_error: r.get(8)?,
     })
 }
 

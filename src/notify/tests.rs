@@ -181,7 +181,7 @@ fn store_and_enqueue_is_all_or_nothing() {
 
 /// A minimal SMTP server: EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT.
 /// Each received message (the DATA text) goes to the returned channel.
-fn smtp_server(listener: TcpListener) -> mpsc::Receiver<String> {
+pub(super) fn smtp_server(listener: TcpListener) -> mpsc::Receiver<String> {
     smtp_server_with_auth(listener, None)
 }
 
@@ -266,7 +266,7 @@ fn smtp_config(port: u16) -> SmtpConfig {
     }
 }
 
-fn email_config(port: u16) -> NotifyConfig {
+pub(super) fn email_config(port: u16) -> NotifyConfig {
     NotifyConfig {
         smtp: Some(smtp_config(port)),
         channels: vec![ChannelConfig {
@@ -354,7 +354,7 @@ fn base64_encode(bytes: &[u8]) -> String {
     out
 }
 
-fn base64_decode(text: &str) -> Vec<u8> {
+pub(super) fn base64_decode(text: &str) -> Vec<u8> {
     let mut bits = 0u32;
     let mut nbits = 0;
     let mut out = Vec::new();
@@ -387,7 +387,7 @@ fn worker_thread_delivers_pending_rows_at_start() {
 
 /// A one-request HTTP server answering with `status`; sends the request
 /// (head and body) to the returned channel.
-fn http_server(status: &'static str) -> (u16, mpsc::Receiver<(String, String)>) {
+pub(super) fn http_server(status: &'static str) -> (u16, mpsc::Receiver<(String, String)>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = mpsc::channel();

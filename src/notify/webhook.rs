@@ -26,11 +26,16 @@ pub fn payload(notice: &Notice) -> serde_json::Value {
 }
 
 pub fn deliver(notice: &Notice, url: &str, timeout: Duration) -> Attempt {
+    post_json(&payload(notice), url, timeout)
+}
+
+/// POSTs `body` to `url`; any 2xx is delivered.
+pub fn post_json(body: &serde_json::Value, url: &str, timeout: Duration) -> Attempt {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .build()
         .into();
-    let body = payload(notice).to_string();
+    let body = body.to_string();
     match agent
         .post(url)
         .header("Content-Type", "application/json")

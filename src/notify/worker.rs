@@ -10,6 +10,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::alert::{self, AlertNotice, BoxFull};
 use super::queue::{Delivery, Outcome, Queue};
 use super::{Attempt, ChannelKind, Notice, NotifyConfig, command, email, webhook};
 use crate::records::voicemail::{StoreError, VoicemailStore};
@@ -17,18 +18,28 @@ use crate::records::voicemail::{StoreError, VoicemailStore};
 /// Longest sleep between checks, so a changed wall clock is noticed.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
-/// Makes one delivery attempt: looks up the message and the channel, and
-/// sends. No queue bookkeeping (see [`Queue::on_result`]).
+/// Makes one delivery attempt: looks up the message (or alert) and the
+/// channel, and sends. No queue bookkeeping (see [`Queue::on_result`]).
 pub fn attempt(delivery: &Delivery, store: &VoicemailStore, config: &NotifyConfig) -> Attempt {
     let Some(channel) = config.channel(&delivery.channel) else {
         // Kept and retried: a reload may bring the channel back, and a
         // message is never dropped silently (it gives up loudly, in time).
         return Attempt::Failed(format!("channel {:?} is no longer in [notify]", delivery.channel));
     };
-    let message = match store.get(&delivery.message_id) {
+    if let Some(alert_id) = delivery.alert_id {
+        return match alert::get(store.connection(), alert_id) {
+            Ok(Some(found)) => deliver_alert(&AlertNotice::new(found.box_full, config), &channel.kind, config),
+            Ok(None) => Attempt::Permanent(format!("alert {alert_id} was deleted")),
+            Err(e) => Attempt::Failed(format!("voicemail database: {e}")),
+        };
+    }
+    let Some(message_id) = &delivery.message_id else {
+        return Attempt::Permanent("a delivery for neither a message nor an alert".into());
+    };
+    let message = match store.get(message_id) {
         Ok(m) => m,
         Err(StoreError::NotFound(_)) => {
-            return Attempt::Permanent(format!("message {} was deleted", delivery.message_id));
+            return Attempt::Permanent(format!("message {message_id} was deleted"));
         }
         Err(e) => return Attempt::Failed(e.to_string()),
     };
@@ -45,6 +56,33 @@ pub fn attempt(delivery: &Delivery, store: &VoicemailStore, config: &NotifyConfi
             timeout_secs,
         } => command::deliver(&notice, program, args, Duration::from_secs(*timeout_secs)),
     }
+}
+
+fn deliver_alert(notice: &AlertNotice, kind: &ChannelKind, config: &NotifyConfig) -> Attempt {
+    match kind {
+        ChannelKind::Email { to } => email::deliver_alert(notice, config.smtp.as_ref(), to),
+        ChannelKind::Webhook { url, timeout_secs } => {
+            webhook::post_json(&notice.payload(), url, Duration::from_secs(*timeout_secs))
+        }
+        ChannelKind::Command {
+            program,
+            args,
+            timeout_secs,
+        } => command::run(program, args, notice.environment(), Duration::from_secs(*timeout_secs)),
+    }
+}
+
+/// Stores a full-box alert and queues it on the line's channels.
+pub fn record_alert(
+    store: &VoicemailStore,
+    config: &NotifyConfig,
+    box_full: &BoxFull,
+    now: jiff::Timestamp,
+) -> rusqlite::Result<i64> {
+    let channels = config.channels_for(&box_full.line);
+    let id = alert::record(store.connection(), box_full, &channels, now)?;
+    tracing::info!(line = %box_full.line, alert = id, channels = channels.len(), "voicemail box full: owner alert queued");
+    Ok(id)
 }
 
 /// Sends every delivery due at `now` (re-reading the clock through `clock`
@@ -73,7 +111,11 @@ pub fn run_due(
 }
 
 fn log(delivery: &Delivery, attempt: &Attempt, outcome: &Outcome) {
-    let (id, channel, attempts) = (&delivery.message_id, &delivery.channel, delivery.attempts + 1);
+    let id = match (&delivery.message_id, delivery.alert_id) {
+        (Some(message), _) => message.clone(),
+        (None, alert) => format!("alert-{}", alert.unwrap_or_default()),
+    };
+    let (channel, attempts) = (&delivery.channel, delivery.attempts + 1);
     match (attempt, outcome) {
         (Attempt::Delivered, _) => {
             tracing::info!(message = %id, %channel, attempts, "voicemail notification delivered")
@@ -93,6 +135,9 @@ fn log(delivery: &Delivery, attempt: &Attempt, outcome: &Outcome) {
 enum Command {
     Wake,
     Reload(Box<NotifyConfig>),
+    /// Store and deliver this alert (the database write happens here, off
+    /// the signalling thread).
+    Alert(Box<BoxFull>),
 }
 
 /// The running worker. Dropping it stops the thread after the current attempt.
@@ -125,6 +170,12 @@ impl NotifyWorker {
     /// Something was queued: look now rather than at the next timer.
     pub fn wake(&self) {
         let _ = self.tx.send(Command::Wake);
+    }
+
+    /// A full box turned a caller away: the worker stores the alert, queues
+    /// it on the line's channels and delivers it. Never blocks.
+    pub fn alert(&self, box_full: BoxFull) {
+        let _ = self.tx.send(Command::Alert(Box::new(box_full)));
     }
 
     /// New config (reload). Pending deliveries keep their channel names.
@@ -165,10 +216,7 @@ fn worker_loop(
         // A reload sent before a message was queued must be in force before
         // that message is tried (the thread may start late on a busy machine).
         while let Ok(cmd) = rx.try_recv() {
-            if let Command::Reload(new) = cmd {
-                queue.set_retry(new.retry);
-                config = *new;
-            }
+            take(cmd, &mut queue, &store, &mut config, &clock);
         }
         if let Err(e) = run_due(&queue, &store, &config, &clock, &stop) {
             tracing::error!(error = %e, "voicemail notification queue: database error");
@@ -183,11 +231,30 @@ fn worker_loop(
             Err(RecvTimeoutError::Disconnected) => return,
         };
         while let Some(cmd) = next {
-            if let Command::Reload(new) = cmd {
-                queue.set_retry(new.retry);
-                config = *new;
-            }
+            take(cmd, &mut queue, &store, &mut config, &clock);
             next = rx.try_recv().ok();
+        }
+    }
+}
+
+fn take(
+    cmd: Command,
+    queue: &mut Queue,
+    store: &VoicemailStore,
+    config: &mut NotifyConfig,
+    clock: &dyn Fn() -> jiff::Timestamp,
+) {
+    match cmd {
+        Command::Wake => {}
+        Command::Reload(new) => {
+            queue.set_retry(new.retry);
+            *config = *new;
+        }
+        Command::Alert(box_full) => {
+            if let Err(e) = record_alert(store, config, &box_full, clock()) {
+                tracing::error!(line = %box_full.line, error = %e,
+                    "voicemail box full, and the owner alert could not be queued");
+            }
         }
     }
 }

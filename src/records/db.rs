@@ -45,6 +45,35 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (message_id, channel)
     );
     CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at_ms);",
+    // 2: alerts for the owner (a full box), delivered on the same queue: a
+    // delivery is for a message or for an alert, never both.
+    "CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        line TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        details TEXT NOT NULL
+    );
+    CREATE INDEX alerts_line ON alerts (kind, line, created_at_ms);
+    CREATE TABLE deliveries_v2 (
+        id INTEGER PRIMARY KEY,
+        message_id TEXT REFERENCES messages (id) ON DELETE CASCADE,
+        alert_id INTEGER REFERENCES alerts (id) ON DELETE CASCADE,
+        channel TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at_ms INTEGER NOT NULL,
+        next_attempt_at_ms INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+        last_error TEXT,
+        CHECK ((message_id IS NULL) != (alert_id IS NULL)),
+        UNIQUE (message_id, channel),
+        UNIQUE (alert_id, channel)
+    );
+    INSERT INTO deliveries_v2 (id, message_id, channel, attempts, created_at_ms, next_attempt_at_ms, state, last_error)
+        SELECT id, message_id, channel, attempts, created_at_ms, next_attempt_at_ms, state, last_error FROM deliveries;
+    DROP TABLE deliveries;
+    ALTER TABLE deliveries_v2 RENAME TO deliveries;
+    CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at_ms);",
 ];
 
 /// Opens (creating if needed) the database at `path` and brings its schema up
@@ -113,6 +142,36 @@ mod tests {
         drop(conn);
         // Reopening does not re-run migration 1 (it would fail: table exists).
         open(&path).unwrap();
+    }
+
+    #[test]
+    fn version_2_keeps_the_deliveries_of_version_1() {
+        let dir = tempdir("db-v1");
+        let path = dir.join(DB_FILE);
+        let conn = Connection::open(&path).unwrap();
+        configure(&conn).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO messages VALUES ('vm-1', 'public', '090', NULL, 0, 1000, 'vm-1.wav', 44, 'new', 0, NULL);
+             INSERT INTO deliveries (message_id, channel, created_at_ms, next_attempt_at_ms, state)
+                 VALUES ('vm-1', 'mail', 5, 5, 'pending');",
+        )
+        .unwrap();
+        drop(conn);
+        let conn = open(&path).unwrap();
+        let kept: (String, String, Option<i64>) = conn
+            .query_row("SELECT message_id, channel, alert_id FROM deliveries", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(kept, ("vm-1".into(), "mail".into(), None));
+        // Deleting the message still drops its deliveries.
+        conn.execute("DELETE FROM messages", []).unwrap();
+        let left: i64 = conn
+            .query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
     }
 
     #[test]

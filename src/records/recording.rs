@@ -12,7 +12,10 @@
 //! - on `Finish` fsyncs the file, renames it to `<dir>/<id>.wav` and fsyncs
 //!   the directory, so the file is either complete in place or still in tmp/;
 //! - on a write error (disk full) stops writing, repairs the header over what
-//!   reached the disk and keeps that, reporting the error.
+//!   reached the disk and keeps that, reporting the error;
+//! - stops the same way, a little earlier, when less than [`DISK_RESERVE_BYTES`]
+//!   are left: the index and the notification queue live on the same disk,
+//!   and a message kept but not indexed is one nobody finds.
 //!
 //! The outcome comes back as a [`RecordingDone`] on the channel the caller gave.
 
@@ -34,6 +37,10 @@ pub const SAMPLE_RATE: u32 = 8000;
 pub const FRAME_SAMPLES: usize = 160;
 /// How many frames may wait for the writer: 5 s of audio.
 pub const CHANNEL_FRAMES: usize = 250;
+/// Free space a recording leaves on its disk for the index (SQLite and its
+/// write-ahead log) and the notification queue. Checked once a second, so
+/// it must be well above a second of audio (16 KB).
+pub const DISK_RESERVE_BYTES: u64 = 128 * 1024;
 /// The header is rewritten after this many samples (one second).
 const FLUSH_EVERY_SAMPLES: u64 = SAMPLE_RATE as u64;
 
@@ -165,7 +172,19 @@ pub fn start(
     meta: RecordingMeta,
     done: Sender<RecordingDone>,
 ) -> io::Result<(RecorderSender, JoinHandle<()>)> {
-    let (job, writer) = WriterJob::prepare(dir, id, meta)?;
+    start_with_reserve(dir, id, meta, done, DISK_RESERVE_BYTES)
+}
+
+/// [`start`], stopping when less than `reserve` bytes are free on the disk.
+pub fn start_with_reserve(
+    dir: &Path,
+    id: &str,
+    meta: RecordingMeta,
+    done: Sender<RecordingDone>,
+    reserve: u64,
+) -> io::Result<(RecorderSender, JoinHandle<()>)> {
+    let (mut job, writer) = WriterJob::prepare(dir, id, meta)?;
+    job.reserve = reserve;
     let (tx, rx) = mpsc::sync_channel(CHANNEL_FRAMES);
     let end = Arc::clone(&job.end);
     let handle = thread::Builder::new().name(format!("record-{id}")).spawn(move || {
@@ -232,6 +251,8 @@ fn samples_to_duration(samples: u64) -> Duration {
 
 struct WriterJob {
     end: Arc<EndSignal>,
+    /// Stop when fewer bytes than this are free.
+    reserve: u64,
     dir: PathBuf,
     id: String,
     tmp_wav: PathBuf,
@@ -264,6 +285,7 @@ impl WriterJob {
         writer.flush().map_err(to_io)?;
         let job = WriterJob {
             end: Arc::new(EndSignal::default()),
+            reserve: DISK_RESERVE_BYTES,
             dir: dir.to_path_buf(),
             id: id.to_string(),
             tmp_wav,
@@ -307,6 +329,9 @@ impl WriterJob {
                     break End::WriteError(to_io(e));
                 }
                 since_flush = 0;
+                if let Err(e) = self.check_room() {
+                    break End::WriteError(e);
+                }
             }
         };
         match ended_by {
@@ -334,6 +359,22 @@ impl WriterJob {
                 self.keep_after_error(e)
             }
         }
+    }
+
+    /// An error when the disk has less than the reserve left.
+    fn check_room(&self) -> io::Result<()> {
+        let free = free_bytes(&self.dir)?;
+        if free < self.reserve {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "No space left for recordings: {free} bytes free in {}, {} kept for the voicemail index",
+                    self.dir.display(),
+                    self.reserve
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The normal end: header, fsync, rename into place, fsync the directory.
@@ -384,6 +425,19 @@ enum End {
     Abort,
     SenderGone,
     WriteError(io::Error),
+}
+
+/// Bytes an unprivileged writer may still use on the disk holding `dir`.
+fn free_bytes(dir: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
+    // SAFETY: `path` is NUL-terminated and outlives the call; `stats` is a
+    // plain C struct the call fills in.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
 }
 
 fn write_samples<'a>(writer: &mut Wav, samples: impl Iterator<Item = &'a i16>) -> io::Result<u64> {

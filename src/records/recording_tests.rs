@@ -250,6 +250,43 @@ fn disk_full_child() {
     assert_eq!(done.path, Some(dir.join("vm-full.wav")));
 }
 
+#[test]
+fn a_disk_short_of_the_reserve_stops_the_recording_and_keeps_it() {
+    let dir = test_dir("rec-reserve");
+    let (done_tx, done_rx) = mpsc::channel();
+    // No disk has this much free: the first check (after 1 s) stops it.
+    let (mut sender, handle) = start_with_reserve(&dir, "vm-reserve", meta(), done_tx, u64::MAX).unwrap();
+    for i in 0..150 {
+        if i % 25 == 0 {
+            thread::sleep(Duration::from_millis(20));
+        }
+        sender.push_frame(&ramp_frame(1));
+    }
+    sender.finish();
+    handle.join().unwrap();
+    let done = done_rx.recv().unwrap();
+    let error = done.error.expect("stopped for lack of room");
+    assert!(error.contains("No space left for recordings"), "{error}");
+    assert_eq!(
+        done.samples,
+        u64::from(SAMPLE_RATE),
+        "the second written before the check"
+    );
+    assert_eq!(done.path, Some(dir.join("vm-reserve.wav")));
+    assert_eq!(read_all(&dir.join("vm-reserve.wav")).len(), SAMPLE_RATE as usize);
+
+    // With the default reserve an ordinary disk has room.
+    let (done_tx, done_rx) = mpsc::channel();
+    let (mut sender, handle) = start(&dir, "vm-room", meta(), done_tx).unwrap();
+    for _ in 0..100 {
+        sender.push_frame(&ramp_frame(1));
+        thread::sleep(Duration::from_millis(1));
+    }
+    sender.finish();
+    handle.join().unwrap();
+    assert_eq!(done_rx.recv().unwrap().error, None);
+}
+
 /// A real writer thread killed mid-recording: copy its tmp file while it
 /// runs (what a SIGKILL leaves on disk) and recover the copy.
 #[test]

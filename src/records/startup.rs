@@ -15,11 +15,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::db;
 use super::recording::{self, RecordingDone, RecordingMeta};
-use super::voicemail::{Message, RetentionAction, StoreError, VoicemailStore};
+use super::voicemail::{BoxUsage, Message, RetentionAction, StoreError, VoicemailStore};
 use crate::notify::NotifyConfig;
+use crate::notify::alert::{self, BoxFull, BoxFullGate, FullBox};
 use crate::notify::queue::store_and_enqueue;
 use crate::notify::worker::NotifyWorker;
 
@@ -61,6 +63,27 @@ pub struct VoicemailService {
     notify: NotifyConfig,
     store: VoicemailStore,
     worker: NotifyWorker,
+    /// When a full box deserves an alert (a mutex: the service is shared by reference).
+    gate: Mutex<BoxFullGate>,
+    /// The last recording that ended on an error (disk full), for the status.
+    last_error: Mutex<Option<RecordingError>>,
+}
+
+/// A recording that ended on an error.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RecordingError {
+    /// The message id (kept or not).
+    pub message: String,
+    pub line: String,
+    pub error: String,
+    pub at: jiff::Timestamp,
+}
+
+/// Voicemail's part of the status snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VoicemailStatus {
+    pub full_boxes: Vec<FullBox>,
+    pub last_error: Option<RecordingError>,
 }
 
 /// What start-up found in `tmp/`, for the log and for tests.
@@ -128,6 +151,8 @@ pub fn start_with_report(
         }
     }
     report.retired = retire(&store, settings.retention, now)?;
+    let sent =
+        alert::latest_by_line(store.connection()).map_err(|e| format!("voicemail alerts in {}: {e}", dir.display()))?;
     let worker = NotifyWorker::spawn(dir, notify.clone())
         .map_err(|e| format!("voicemail notifications in {}: {e}", dir.display()))?;
     Ok((
@@ -136,6 +161,8 @@ pub fn start_with_report(
             notify: notify.clone(),
             store,
             worker,
+            gate: Mutex::new(BoxFullGate::with_sent(sent)),
+            last_error: Mutex::new(None),
         },
         report,
     ))
@@ -214,20 +241,78 @@ impl VoicemailService {
     /// should fall through to the rule's next step. A database error counts
     /// as full: better the announcement than a message nobody can find.
     pub fn box_full(&self, line: &str) -> bool {
+        self.box_state(line).0
+    }
+
+    /// Whether the box is full, and its usage when it could be read.
+    fn box_state(&self, line: &str) -> (bool, Option<BoxUsage>) {
         let limits = self.settings.limits_for(line);
         if limits.max_messages.is_none() && limits.max_bytes.is_none() {
-            return false;
+            return (false, None);
         }
         match self.store.usage(line) {
             Ok(usage) => {
-                limits.max_messages.is_some_and(|max| usage.messages >= max)
-                    || limits.max_bytes.is_some_and(|max| usage.bytes >= max)
+                let full = limits.max_messages.is_some_and(|max| usage.messages >= max)
+                    || limits.max_bytes.is_some_and(|max| usage.bytes >= max);
+                (full, Some(usage))
             }
             Err(e) => {
                 tracing::error!(line, error = %e, "voicemail box usage unreadable; treating the box as full");
-                true
+                (true, None)
             }
         }
+    }
+
+    /// [`box_full`](Self::box_full) for a caller about to leave a message
+    /// at `now`: a full box also alerts the owner on the line's channels
+    /// (at most once until it has room again, or once an hour; see
+    /// [`BoxFullGate`]). The alert is stored and sent by the notification
+    /// worker: this never waits for the disk or the network.
+    pub fn check_box(&self, line: &str, caller: &str, caller_name: Option<&str>, now: jiff::Timestamp) -> bool {
+        let (full, usage) = self.box_state(line);
+        let alert = self
+            .gate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observe(line, full, now);
+        if alert {
+            let limits = self.settings.limits_for(line);
+            let usage = usage.unwrap_or_default();
+            self.worker.alert(BoxFull {
+                line: line.to_string(),
+                messages: usage.messages,
+                bytes: usage.bytes,
+                max_messages: limits.max_messages,
+                max_bytes: limits.max_bytes,
+                caller: caller.to_string(),
+                caller_name: caller_name.map(str::to_string),
+                at: now,
+            });
+        }
+        full
+    }
+
+    /// A recording ended on `error` (it is logged by the caller); the status shows it.
+    pub fn recording_failed(&self, done: &RecordingDone, error: &str, now: jiff::Timestamp) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(RecordingError {
+            message: done.id.clone(),
+            line: done.meta.line.clone(),
+            error: error.to_string(),
+            at: now,
+        });
+    }
+
+    /// What the status snapshot shows of voicemail.
+    pub fn status(&self) -> VoicemailStatus {
+        VoicemailStatus {
+            full_boxes: self.full_boxes(),
+            last_error: self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
+    }
+
+    /// Lines whose box was full at their last check (for the status snapshot).
+    pub fn full_boxes(&self) -> Vec<FullBox> {
+        self.gate.lock().unwrap_or_else(|e| e.into_inner()).full_boxes()
     }
 
     /// Applies retention again (start-up already did): call it once a day

@@ -240,3 +240,67 @@ fn keep_indexes_a_finished_recording_and_queues_it() {
     assert_eq!(service.keep(&aborted, t("2026-03-01T06:00:05Z")).unwrap(), None);
     service.stop();
 }
+
+#[test]
+fn a_full_box_alerts_the_owner_once_until_it_has_room() {
+    let dir = test_dir("startup-box-full");
+    let out = dir.join("alerts.out");
+    let script = dir.join("alert.sh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$DENWA_VM_EVENT $DENWA_VM_LINE $DENWA_VM_CALLER $DENWA_VM_BOX_MESSAGES\" >> '{}'\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let notify = NotifyConfig {
+        channels: vec![ChannelConfig {
+            name: "pager".into(),
+            lines: vec!["public".into()],
+            kind: ChannelKind::Command {
+                program: script,
+                args: vec![],
+                timeout_secs: 10,
+            },
+        }],
+        ..NotifyConfig::default()
+    };
+    let mut settings = settings(&dir);
+    settings.limits.max_messages = Some(1);
+    let store = VoicemailStore::open(&dir).unwrap();
+    let m = message("a", "public", "2026-03-01T00:00:00Z");
+    fs::write(store.file_path(&m), b"RIFF").unwrap();
+    store.insert(&m).unwrap();
+    let t0 = t("2026-03-01T06:00:00Z");
+    let service = start(&settings, &notify, t0).unwrap();
+    assert!(service.check_box("public", "0901", None, t0));
+    assert!(service.check_box("public", "0902", None, t0 + Duration::from_secs(60)));
+    assert_eq!(service.full_boxes().len(), 1);
+    assert_eq!(service.full_boxes()[0].callers_turned_away, 2);
+    assert_eq!(wait_for_file(&out), "box_full public 0901 1\n");
+    // Room again, then full again: news.
+    store.delete("a").unwrap();
+    assert!(!service.check_box("public", "0903", None, t0 + Duration::from_secs(120)));
+    assert!(service.full_boxes().is_empty());
+    let m = message("b", "public", "2026-03-01T06:03:00Z");
+    fs::write(store.file_path(&m), b"RIFF").unwrap();
+    store.insert(&m).unwrap();
+    assert!(service.check_box("public", "0904", None, t0 + Duration::from_secs(240)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fs::read_to_string(&out).unwrap().lines().count() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    service.stop();
+    assert_eq!(
+        fs::read_to_string(&out).unwrap(),
+        "box_full public 0901 1\nbox_full public 0904 1\n"
+    );
+    // A restart within the hour does not repeat the last alert.
+    let service = start(&settings, &notify, t0).unwrap();
+    assert!(service.check_box("public", "0905", None, t0 + Duration::from_secs(300)));
+    std::thread::sleep(Duration::from_millis(300));
+    service.stop();
+    assert_eq!(fs::read_to_string(&out).unwrap().lines().count(), 2);
+}

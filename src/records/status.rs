@@ -31,6 +31,9 @@ pub struct StatusFile {
     /// Each staff phone binding (device, reachability, round trip).
     #[serde(default)]
     pub phones: Vec<serde_json::Value>,
+    /// Full voicemail boxes and the last recording error (null without voicemail).
+    #[serde(default)]
+    pub voicemail: serde_json::Value,
 }
 
 fn refresh_every_s() -> u64 {

@@ -10,6 +10,14 @@ use std::time::{Duration, Instant};
 
 use denwa::media::rtp::read_header;
 
+mod capture;
+mod mail;
+// Each test file uses its own part of the harness.
+#[allow(unused_imports)]
+pub use capture::*;
+#[allow(unused_imports)]
+pub use mail::*;
+
 /// Each denwa under test gets its own RTP port block, so tests run in parallel.
 static NEXT_BLOCK: AtomicU16 = AtomicU16::new(0);
 
@@ -58,6 +66,9 @@ pub struct Denwa {
     pub dir: PathBuf,
     /// The address it listens on.
     pub ip: String,
+    /// A shell snippet run (in `dir`) in a mount namespace of denwa's own
+    /// before it starts; `None`: denwa runs as is. See [`Denwa::start_with_mounts`].
+    mounts: Option<String>,
 }
 
 impl Denwa {
@@ -131,23 +142,58 @@ answer_after = "5s"
             last = block + 199
         );
         std::fs::write(dir.join("shop.toml"), config).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_denwa"))
-            .args(["run", "--config"])
-            .arg(dir.join("shop.toml"))
-            .envs(env.iter().copied())
-            .env("DENWA_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("denwa.log")).unwrap())
-            .spawn()
-            .unwrap();
+        let log = std::fs::File::create(dir.join("denwa.log")).unwrap();
+        let child = spawn_denwa(&dir, env, None, log);
         let denwa = Denwa {
             child,
             port,
             dir,
             ip: listen_ip.to_string(),
+            mounts: None,
         };
         denwa.wait_ready();
         denwa
+    }
+
+    /// As [`start_with`](Self::start_with), but denwa runs in a mount
+    /// namespace of its own where the shell snippet `mounts` ran first (in
+    /// the test's folder), e.g. `mount -t tmpfs -o size=300k tmpfs vm`.
+    /// What it mounts is seen through [`Denwa::own_view`].
+    pub fn start_with_mounts(name: &str, sip_extra: &str, extra: &str, mounts: &str) -> Denwa {
+        let mut denwa = Denwa::start_with(name, sip_extra, "", &[]);
+        // Restart on the real config, inside the namespace.
+        let _ = denwa.child.kill();
+        let _ = denwa.child.wait();
+        let config = std::fs::read_to_string(denwa.dir.join("shop.toml")).unwrap();
+        std::fs::write(denwa.dir.join("shop.toml"), format!("{config}\n{extra}")).unwrap();
+        denwa.mounts = Some(mounts.to_string());
+        let log = std::fs::File::create(denwa.dir.join("denwa.log")).unwrap();
+        denwa.child = spawn_denwa(&denwa.dir, &[], denwa.mounts.as_deref(), log);
+        denwa.wait_ready();
+        denwa
+    }
+
+    /// `path` as the running denwa sees it (through its own mounts).
+    pub fn own_view(&self, path: &Path) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root", self.child.id())).join(path.strip_prefix("/").unwrap_or(path))
+    }
+
+    /// A `denwa` CLI command that sees what the running denwa sees.
+    pub fn cli(&self) -> Command {
+        match &self.mounts {
+            None => Command::new(env!("CARGO_BIN_EXE_denwa")),
+            Some(_) => {
+                let mut cmd = Command::new("nsenter");
+                cmd.args([
+                    "-t",
+                    &self.child.id().to_string(),
+                    "-m",
+                    "--",
+                    env!("CARGO_BIN_EXE_denwa"),
+                ]);
+                cmd
+            }
+        }
     }
 
     /// Kill denwa without warning (SIGKILL: no shutdown, as a crash or a
@@ -159,15 +205,7 @@ answer_after = "5s"
             .append(true)
             .open(self.dir.join("denwa.log"))
             .unwrap();
-        self.child = Command::new(env!("CARGO_BIN_EXE_denwa"))
-            .args(["run", "--config"])
-            .arg(self.dir.join("shop.toml"))
-            .envs(env.iter().copied())
-            .env("DENWA_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        self.child = spawn_denwa(&self.dir, env, self.mounts.as_deref(), log);
         self.wait_ready();
     }
 
@@ -271,12 +309,30 @@ From: <sip:probe@{local}>;tag=p\r\nTo: <sip:ping@{ip}>\r\nCall-ID: ready-{n}\r\n
 
     /// Run SIPp from `local_ip` against `target` (denwa, or a proxy in front of it).
     pub fn sipp_to(&self, target: &str, local_ip: &str, scenario: &str, service: &str, keys: &[(&str, String)]) {
+        self.sipp_to_with_media_port(target, local_ip, scenario, service, keys, free_udp_port());
+    }
+
+    /// As [`sipp`](Self::sipp), with SIPp's RTP on `media_port` (to capture what it receives).
+    pub fn sipp_with_media_port(&self, scenario: &str, service: &str, keys: &[(&str, String)], media_port: u16) {
+        let target = format!("127.0.0.1:{}", self.port);
+        self.sipp_to_with_media_port(&target, "127.0.0.1", scenario, service, keys, media_port);
+    }
+
+    fn sipp_to_with_media_port(
+        &self,
+        target: &str,
+        local_ip: &str,
+        scenario: &str,
+        service: &str,
+        keys: &[(&str, String)],
+        media_port: u16,
+    ) {
         let mut cmd = Command::new("sipp");
         cmd.arg(target)
             .arg("-sf")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(scenario))
             .args(["-s", service, "-m", "1", "-i", local_ip, "-mi", local_ip, "-nostdin"])
-            .args(["-p", &free_udp_port().to_string(), "-mp", &free_udp_port().to_string()])
+            .args(["-p", &free_udp_port().to_string(), "-mp", &media_port.to_string()])
             .args(["-timeout", "40s", "-timeout_error", "-trace_err"])
             .arg("-error_file")
             .arg(self.dir.join(format!("{scenario}.errors.log")))
@@ -296,6 +352,32 @@ From: <sip:probe@{local}>;tag=p\r\nTo: <sip:ping@{ip}>\r\nCall-ID: ready-{n}\r\n
             self.log()
         );
     }
+}
+
+/// Starts denwa on `dir`'s shop.toml, logging to `log`; with `mounts`, in
+/// a mount namespace of its own after that snippet ran (unshare execs the
+/// shell, which execs denwa: one pid throughout).
+fn spawn_denwa(dir: &Path, env: &[(&str, &str)], mounts: Option<&str>, log: std::fs::File) -> Child {
+    let denwa = env!("CARGO_BIN_EXE_denwa");
+    let mut cmd = match mounts {
+        None => Command::new(denwa),
+        Some(snippet) => {
+            let mut cmd = Command::new("unshare");
+            cmd.current_dir(dir);
+            cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+                .arg(format!("{snippet} && exec \"$0\" \"$@\""))
+                .arg(denwa);
+            cmd
+        }
+    };
+    cmd.args(["run", "--config"])
+        .arg(dir.join("shop.toml"))
+        .envs(env.iter().copied())
+        .env("DENWA_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
 }
 
 impl Drop for Denwa {
