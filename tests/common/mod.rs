@@ -71,6 +71,10 @@ pub struct Denwa {
     mounts: Option<String>,
 }
 
+/// Appended to a test's config unless it has a `[voicemail]` table of its
+/// own: the default (../var/voicemail) would be shared by every test.
+const OWN_MESSAGE_BOX: &str = "\n[voicemail]\ndir = \"voicemail\"\n";
+
 impl Denwa {
     /// Start the release-built binary on a fresh config with these numbers:
     /// `five` (a 5.00 s prompt recorded at 44.1 kHz stereo), `short` (1 s),
@@ -132,12 +136,10 @@ answer_after = "5s"
 {extra}
 "#,
             sip_extra = if sip_extra.is_empty() { "[sip]" } else { sip_extra },
-            // Each denwa its own message box: the default (../var/voicemail)
-            // would be shared by every test under the temp folder.
             extra = if extra.contains("[voicemail]") {
                 extra.to_string()
             } else {
-                format!("{extra}\n[voicemail]\ndir = \"voicemail\"\n")
+                format!("{extra}{OWN_MESSAGE_BOX}")
             },
             last = block + 199
         );
@@ -164,7 +166,10 @@ answer_after = "5s"
         // Restart on the real config, inside the namespace.
         let _ = denwa.child.kill();
         let _ = denwa.child.wait();
-        let config = std::fs::read_to_string(denwa.dir.join("shop.toml")).unwrap();
+        let mut config = std::fs::read_to_string(denwa.dir.join("shop.toml")).unwrap();
+        if extra.contains("[voicemail]") {
+            config = config.replace(OWN_MESSAGE_BOX, "");
+        }
         std::fs::write(denwa.dir.join("shop.toml"), format!("{config}\n{extra}")).unwrap();
         denwa.mounts = Some(mounts.to_string());
         let log = std::fs::File::create(denwa.dir.join("denwa.log")).unwrap();
