@@ -12,3 +12,5 @@ say() { # file text
 say closed.wav "Thank you for calling. We are not available by phone right now. Please use the contact form on our website, or send us an email. Goodbye."
 say delivery.wav "Delivery line. Thank you, courier. Our staff will call you back shortly. Goodbye."
 say partner.wav "Partner line. Our staff are being notified. For urgent fraud alerts, please also send an email. Goodbye."
+say message.wav "Thank you for calling. We cannot come to the phone right now. Please leave your name, your number and a short message after the tone, and we will call you back."
+say delivery-message.wav "Delivery line. Sorry, our staff cannot answer right now. Please leave a message after the tone with the tracking number, and we will call you back shortly."
