@@ -310,7 +310,13 @@ fn calls_through_the_provider_reach_each_number_and_direct_calls_are_refused() {
         let keys = sink.keys(0, "PCMU");
         // SIPp dials the DID at the provider; Kamailio routes it to denwa's
         // registered contact; denwa's BYE goes back along the Record-Route.
-        denwa.sipp_to(&kamailio.address(), "127.0.0.1", "announce_via_provider.xml", user, &keys);
+        denwa.sipp_to(
+            &kamailio.address(),
+            "127.0.0.1",
+            "announce_via_provider.xml",
+            user,
+            &keys,
+        );
         let expected = if *line == "partner" { 250 } else { 50 };
         check_stream(&sink.packets.join().unwrap(), 0, expected);
         let calls = denwa.wait_for_calls(n + 1);

@@ -7,6 +7,7 @@
 //! with the freshly bound sockets) to `Close`, and its port returns to the
 //! pool when the shell reads the endpoint's `Closed` event.
 
+pub mod batch;
 pub mod dtmf;
 pub mod endpoint;
 pub mod g711;

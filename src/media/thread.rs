@@ -8,6 +8,8 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
@@ -18,6 +20,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::debug;
 
+use super::batch::{BATCH, RecvBatch};
 use super::endpoint::{Endpoint, Inbound};
 use super::prompt::FRAME_SAMPLES;
 use super::record::RecordSink;
@@ -169,6 +172,7 @@ struct MediaLoop {
     /// Sockets that still had data when their read budget ran out.
     backlog: Vec<Token>,
     ready: Vec<Token>,
+    batch: RecvBatch,
     buf: Box<[u8; 2048]>,
     out: Box<[u8; 2048]>,
 }
@@ -192,6 +196,7 @@ impl MediaLoop {
             timers: BinaryHeap::with_capacity(1024),
             backlog: Vec::with_capacity(1024),
             ready: Vec::with_capacity(1024),
+            batch: RecvBatch::new(),
             buf: Box::new([0; 2048]),
             out: Box::new([0; 2048]),
         }
@@ -408,44 +413,65 @@ impl MediaLoop {
     }
 
     fn read_rtp(&mut self, port: u16, token: Token, now: Instant) {
-        for n in 0..=READ_BUDGET {
-            let Some(slot) = self.slots.get_mut(&port) else {
+        let mut read = 0;
+        loop {
+            let Some(slot) = self.slots.get(&port) else {
                 return;
             };
-            if n == READ_BUDGET {
+            if read >= READ_BUDGET {
                 self.backlog.push(token);
                 break;
             }
-            let (len, from) = match slot.rtp.recv_from(&mut self.buf[..]) {
-                Ok(r) => r,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(_) => continue, // e.g. an ICMP error queued on the socket
-            };
-            let packet = &self.buf[..len];
-            let knew_the_address = slot.logic.learned;
-            let inbound = slot.logic.handle_rtp(now, from, packet);
-            if slot.logic.learned && !knew_the_address {
-                self.counters.peers_learned.fetch_add(1, Ordering::Relaxed);
-            }
-            let header = match inbound {
-                Inbound::Audio { header } => {
-                    if let (Some(sink), Some(peer)) = (slot.record.as_mut(), slot.logic.peer()) {
-                        let timestamp = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
-                        let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
-                        if !sink.push(peer.codec, ssrc, timestamp, &packet[header..]) {
-                            slot.record = None;
-                        }
-                    }
-                    header
+            let n = match self.batch.recv(slot.rtp.as_raw_fd()) {
+                Ok(n) => n,
+                Err(_) => {
+                    read += 1; // e.g. an ICMP error queued on the socket
+                    continue;
                 }
-                Inbound::TelephoneEvent { header } => header,
-                Inbound::Ignored => continue,
             };
-            self.counters.packets_received.fetch_add(1, Ordering::Relaxed);
-            forward_events(&self.events, &mut slot.logic);
-            self.relay(port, header, len, now);
+            read += n;
+            for i in 0..n {
+                if let Some((packet, from)) = self.batch.get(i) {
+                    self.buf[..packet.len()].copy_from_slice(packet);
+                    let len = packet.len();
+                    self.take_rtp(port, from, len, now);
+                }
+            }
+            if n < BATCH {
+                break; // drained
+            }
         }
         self.schedule(port);
+    }
+
+    /// Judge, record and relay the packet `port` received (in `self.buf`).
+    fn take_rtp(&mut self, port: u16, from: SocketAddr, len: usize, now: Instant) {
+        let Some(slot) = self.slots.get_mut(&port) else {
+            return;
+        };
+        let packet = &self.buf[..len];
+        let knew_the_address = slot.logic.learned;
+        let inbound = slot.logic.handle_rtp(now, from, packet);
+        if slot.logic.learned && !knew_the_address {
+            self.counters.peers_learned.fetch_add(1, Ordering::Relaxed);
+        }
+        let header = match inbound {
+            Inbound::Audio { header } => {
+                if let (Some(sink), Some(peer)) = (slot.record.as_mut(), slot.logic.peer()) {
+                    let timestamp = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+                    let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+                    if !sink.push(peer.codec, ssrc, timestamp, &packet[header..]) {
+                        slot.record = None;
+                    }
+                }
+                header
+            }
+            Inbound::TelephoneEvent { header } => header,
+            Inbound::Ignored => return,
+        };
+        self.counters.packets_received.fetch_add(1, Ordering::Relaxed);
+        forward_events(&self.events, &mut slot.logic);
+        self.relay(port, header, len, now);
     }
 
     /// Send what `from` just received (in `self.buf`) out of its relay partner.
