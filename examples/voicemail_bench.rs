@@ -363,7 +363,7 @@ fn run_level(args: &Args, level: usize, trace: bool, pace: &mpsc::Sender<media::
     let mut callers = Callers::new(sip_sock, denwa_addr, pace.clone());
     let packets = args.seconds as usize * 50;
     let messages: Vec<Arc<Vec<u8>>> = (0..level).map(|n| Arc::new(check::message(n, packets))).collect();
-    let (cpu0, io0, t0) = (cpu_ms(&pid), write_bytes(denwa.pid), Instant::now());
+    let (cpu0, io0, gen0, t0) = (cpu_ms(&pid), write_bytes(denwa.pid), cpu_ms("self"), Instant::now());
     measure.store(true, Ordering::Relaxed);
     callers.place(messages.clone(), args.place_rate);
     let deadline = t0 + Duration::from_secs(args.seconds + 60 + level as u64 / u64::from(args.place_rate));
@@ -381,6 +381,7 @@ fn run_level(args: &Args, level: usize, trace: bool, pace: &mpsc::Sender<media::
     }
     let window = t0.elapsed().as_secs_f64();
     let (cpu, written) = (cpu_ms(&pid) - cpu0, write_bytes(denwa.pid).saturating_sub(io0));
+    let gen_cpu = cpu_ms("self") - gen0;
 
     let mut row = Row {
         level,
@@ -418,7 +419,7 @@ fn run_level(args: &Args, level: usize, trace: bool, pace: &mpsc::Sender<media::
         ));
     }
     eprintln!(
-        "   ({level} messages: window {window:.1} s, denwa {cpu:.0} ms CPU in it, announcements alone {baseline_ms_per_s:.0} ms/s; {:.1} MB written; dir {})",
+        "   ({level} messages: window {window:.1} s, denwa {cpu:.0} ms CPU in it (announcements alone {baseline_ms_per_s:.0} ms/s), this generator {gen_cpu:.0} ms; {:.1} MB written; dir {})",
         written as f64 / 1e6,
         dir.display()
     );
@@ -473,11 +474,10 @@ announcement-only rate per recorded minute; MB/s = denwa's write_bytes over the 
     for &level in &args.levels {
         let (row, ok) = run_level(&args, level, trace, &pace_tx);
         print_row(&row);
-        all_ok &= ok;
         if !ok {
-            println!("stopping: {level} messages were not all kept exactly");
-            break;
+            println!("      {level} messages: not all kept within {TOLERANCE_MS} ms (details above)");
         }
+        all_ok &= ok;
     }
     if !all_ok {
         std::process::exit(1);
