@@ -16,22 +16,25 @@
 //!     target/release/examples/bridge_bench [--levels 100,250,500,1000] [--seconds 20]
 //!         [--cps 200] [--transcode] [--timeout 900] [--denwa target/release/denwa]
 
+#[path = "bench_common/host.rs"]
+mod host;
 #[path = "bridge_bench/media.rs"]
 mod media;
 #[path = "bridge_bench/sip.rs"]
 mod sip;
+#[path = "bench_common/sip_msg.rs"]
+mod sip_msg;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use denwa::codec::Codec;
-use media::{Codebook, Incoming, Outgoing, PaceCmd, RecvCmd, RecvReport};
+use host::{cpu_ms, guard_denwa, kill_denwa, raise_nofile, rss_kib, set_buffers, watch_denwa, write_prompt};
+use media::{Body, Codebook, Incoming, Outgoing, PaceCmd, RecvCmd, RecvReport};
 use mio::Registry;
 use mio::net::UdpSocket as RtpSocket;
 use sip::{Phone, Run};
@@ -91,89 +94,6 @@ fn args() -> Args {
     a
 }
 
-/// (utime + stime) in ms of a process, all threads.
-fn cpu_ms(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks * 1000.0 / hz
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Up to the hard limit: 1,000 calls are 2,000 sockets here and 4,000 in
-/// denwa, which inherits the limit.
-fn raise_nofile() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain get/set of our own limit through a valid pointer.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
-    lim.rlim_cur
-}
-
-fn set_buffers(socket: &UdpSocket, bytes: libc::c_int) {
-    // SAFETY: setting int socket options on a socket we own; the kernel caps
-    // them at net.core.{r,w}mem_max unless FORCE is allowed (root).
-    unsafe {
-        for opt in [
-            libc::SO_RCVBUFFORCE,
-            libc::SO_RCVBUF,
-            libc::SO_SNDBUFFORCE,
-            libc::SO_SNDBUF,
-        ] {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                &bytes as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-    }
-}
-
-fn write_prompt(path: &Path) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for i in 0..8000 {
-        let v = 0.3 * (2.0 * std::f64::consts::PI * 440.0 * i as f64 / 8000.0).sin();
-        w.write_sample((v * 32767.0) as i16).unwrap();
-    }
-    w.finalize().unwrap();
-}
-
-/// denwa's pid, for the watchdog and the panic hook to kill it.
-static DENWA_PID: AtomicU32 = AtomicU32::new(0);
-
-fn kill_denwa(signal: libc::c_int) {
-    let pid = DENWA_PID.load(Ordering::SeqCst);
-    if pid != 0 {
-        // SAFETY: signalling the child we started, by its pid.
-        unsafe { libc::kill(pid as libc::pid_t, signal) };
-    }
-}
-
 fn start_denwa(bin: &Path, dir: &Path, port: u16) -> Child {
     // RTP ports below the kernel's ephemeral range, so the generator's own
     // sockets never take one denwa wants.
@@ -186,7 +106,7 @@ digest_algorithms = [\"MD5\", \"SHA-256\"]\n[prompts]\ndir = \".\"\n\
 ring = {{ phones = [\"desk\"], timeout = \"120s\" }}\nannounce = \"short.wav\"\n"
     );
     std::fs::write(dir.join("bench.toml"), config).unwrap();
-    write_prompt(&dir.join("short.wav"));
+    write_prompt(&dir.join("short.wav"), 1.0);
     let child = Command::new(bin)
         .args(["run", "--config"])
         .arg(dir.join("bench.toml"))
@@ -197,7 +117,7 @@ ring = {{ phones = [\"desk\"], timeout = \"120s\" }}\nannounce = \"short.wav\"\n
         .stderr(std::fs::File::create(dir.join("denwa.log")).unwrap())
         .spawn()
         .expect("denwa binary: run `cargo build --release` first");
-    DENWA_PID.store(child.id(), Ordering::SeqCst);
+    watch_denwa(child.id());
     std::thread::sleep(Duration::from_millis(700));
     child
 }
@@ -252,7 +172,7 @@ impl Media {
             sock.clone(),
             dest,
             from.static_payload_type(),
-            Codebook::new(from, to),
+            Body::Stamped(Box::new(Codebook::new(from, to))),
         );
         self.pace.send(PaceCmd::Start(Box::new(out))).unwrap();
     }
@@ -443,18 +363,7 @@ fn main() {
         (2 * biggest + 2 * CONTROL_PAIRS + 64) as u64 <= nofile && (4 * biggest + 64) as u64 <= nofile,
         "RLIMIT_NOFILE is {nofile}: too low for {biggest} calls"
     );
-    let timeout = Duration::from_secs(args.timeout);
-    std::thread::spawn(move || {
-        std::thread::sleep(timeout);
-        eprintln!("global timeout of {timeout:?} reached: killing denwa and stopping");
-        kill_denwa(libc::SIGKILL);
-        std::process::exit(2);
-    });
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        kill_denwa(libc::SIGKILL);
-        default_hook(info);
-    }));
+    guard_denwa(Duration::from_secs(args.timeout));
 
     let dir = std::env::temp_dir().join(format!("denwa-bridge-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

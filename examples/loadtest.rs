@@ -11,14 +11,19 @@
 
 use std::collections::HashMap;
 use std::net::UdpSocket;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use denwa::media::rtp::read_header;
+use announce::{rtp_sink, run_sipp};
+use host::{cpu_ms, write_prompt};
+
+#[path = "bench_common/announce.rs"]
+mod announce;
+#[path = "bench_common/host.rs"]
+mod host;
 
 struct Args {
     rates: Vec<u32>,
@@ -45,99 +50,6 @@ fn args() -> Args {
     a
 }
 
-/// Inter-packet gap statistics over all streams (Welford).
-#[derive(Default)]
-struct Gaps {
-    count: u64,
-    mean: f64,
-    m2: f64,
-    max: f64,
-    over_40ms: u64,
-    packets: u64,
-    lost: u64,
-    streams: u64,
-}
-
-impl Gaps {
-    fn add(&mut self, ms: f64) {
-        self.count += 1;
-        let d = ms - self.mean;
-        self.mean += d / self.count as f64;
-        self.m2 += d * (ms - self.mean);
-        self.max = self.max.max(ms);
-        if ms > 40.0 {
-            self.over_40ms += 1;
-        }
-    }
-    fn stdev(&self) -> f64 {
-        if self.count < 2 {
-            0.0
-        } else {
-            (self.m2 / (self.count - 1) as f64).sqrt()
-        }
-    }
-}
-
-/// Receives every RTP stream on one port and measures arrival gaps per SSRC.
-fn rtp_sink(stop: Arc<AtomicBool>) -> (u16, std::thread::JoinHandle<Gaps>) {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let size: libc::c_int = 64 << 20;
-    // SAFETY: setting an int socket option on a socket we own. The kernel caps
-    // it at net.core.rmem_max; FORCE (as root) lifts that cap.
-    unsafe {
-        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                &size as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-    }
-    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    let port = socket.local_addr().unwrap().port();
-    let handle = std::thread::spawn(move || {
-        let mut gaps = Gaps::default();
-        let mut last: HashMap<u32, (u16, Instant)> = HashMap::new();
-        let mut buf = [0u8; 2048];
-        while !stop.load(Ordering::Relaxed) {
-            let Ok(n) = socket.recv(&mut buf) else {
-                continue;
-            };
-            let at = Instant::now();
-            let Some((_, _, seq, _, ssrc, _)) = read_header(&buf[..n]) else {
-                continue;
-            };
-            gaps.packets += 1;
-            match last.insert(ssrc, (seq, at)) {
-                None => gaps.streams += 1,
-                Some((prev_seq, prev_at)) => {
-                    let step = seq.wrapping_sub(prev_seq);
-                    if step == 1 {
-                        gaps.add((at - prev_at).as_secs_f64() * 1000.0);
-                    } else if step > 1 && step < 1000 {
-                        gaps.lost += step as u64 - 1;
-                    }
-                }
-            }
-        }
-        gaps
-    });
-    (port, handle)
-}
-
-/// (utime + stime) in ms for a process, all threads; and VmRSS/VmHWM in KiB.
-fn cpu_ms(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks * 1000.0 / hz
-}
-
 fn status_kib(pid: u32, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -145,21 +57,6 @@ fn status_kib(pid: u32, key: &str) -> u64 {
         .find(|l| l.starts_with(key))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0)
-}
-
-fn write_prompt(path: &Path) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for i in 0..40_000 {
-        let v = 0.3 * (2.0 * std::f64::consts::PI * 440.0 * i as f64 / 8000.0).sin();
-        w.write_sample((v * 32767.0) as i16).unwrap();
-    }
-    w.finalize().unwrap();
 }
 
 fn start_denwa(bin: &Path, dir: &Path, port: u16) -> Child {
@@ -178,14 +75,6 @@ fn start_denwa(bin: &Path, dir: &Path, port: u16) -> Child {
         .expect("denwa binary: run `cargo build --release` first");
     std::thread::sleep(Duration::from_millis(500));
     child
-}
-
-struct SippResult {
-    ok: u64,
-    failed: u64,
-    retransmissions: u64,
-    max_concurrent: u64,
-    cpu_ms: f64,
 }
 
 /// Capture the SIP port (never RTP) while the calls run.
@@ -252,75 +141,6 @@ fn latencies_from_capture(dir: &Path, mut capture: Child) -> Vec<f64> {
     latencies
 }
 
-fn column(header: &[&str], row: &[&str], name: &str) -> u64 {
-    header
-        .iter()
-        .position(|h| *h == name)
-        .and_then(|i| row.get(i)?.parse().ok())
-        .unwrap_or(0)
-}
-
-fn run_sipp(dir: &Path, port: u16, rate: u32, calls: u32, seconds: u32, rtp_port: u16) -> SippResult {
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/announce.xml");
-    let mut child = Command::new("sipp")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("-sf")
-        .arg(&scenario)
-        .args(["-s", "bench", "-i", "127.0.0.1", "-nostdin"])
-        .args([
-            "-r",
-            &rate.to_string(),
-            "-m",
-            &calls.to_string(),
-            "-l",
-            &(rate * 20).to_string(),
-        ])
-        .args([
-            "-key",
-            "rtp_port",
-            &rtp_port.to_string(),
-            "-key",
-            "codec_pt",
-            "0",
-            "-key",
-            "codec_name",
-            "PCMU",
-        ])
-        .args(["-timeout", &format!("{}s", seconds + 40), "-max_socket", "1000"])
-        .args(["-trace_stat", "-stf", "stat.csv", "-fd", "1"])
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sipp is installed (Debian: sip-tester)");
-    let pid = child.id();
-    let mut cpu = 0.0;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        cpu = cpu_ms(pid);
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let stat = std::fs::read_to_string(dir.join("stat.csv")).unwrap_or_default();
-    let mut lines = stat.lines();
-    let header: Vec<&str> = lines.next().unwrap_or("").split(';').collect();
-    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(';').collect()).collect();
-    let last = rows.last().cloned().unwrap_or_default();
-    let max_concurrent = rows
-        .iter()
-        .map(|r| column(&header, r, "CurrentCall"))
-        .max()
-        .unwrap_or(0);
-    SippResult {
-        ok: column(&header, &last, "SuccessfulCall(C)"),
-        failed: column(&header, &last, "FailedCall(C)"),
-        retransmissions: column(&header, &last, "Retransmissions(C)"),
-        max_concurrent,
-        cpu_ms: cpu,
-    }
-}
-
 fn main() {
     let args = args();
     assert!(
@@ -355,15 +175,15 @@ fn main() {
         let dir = std::env::temp_dir().join(format!("denwa-bench-{}-{rate}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        write_prompt(&dir.join("five.wav"));
+        write_prompt(&dir.join("five.wav"), 5.0);
         let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut denwa = start_denwa(&args.denwa, &dir, port);
         let pid = denwa.id();
         let rss_idle = status_kib(pid, "VmRSS:");
-        let cpu_before = cpu_ms(pid);
+        let cpu_before = cpu_ms(&pid.to_string());
 
         let stop = Arc::new(AtomicBool::new(false));
-        let (rtp_port, sink) = rtp_sink(stop.clone());
+        let (rtp_port, sink) = rtp_sink(stop.clone(), Arc::new(AtomicBool::new(true)));
         let calls = rate * args.seconds;
         let capture = start_capture(&dir, port);
         let started = Instant::now();
@@ -372,7 +192,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(500));
         stop.store(true, Ordering::Relaxed);
         let gaps = sink.join().unwrap();
-        let cpu = cpu_ms(pid) - cpu_before;
+        let cpu = cpu_ms(&pid.to_string()) - cpu_before;
         let peak = status_kib(pid, "VmHWM:");
         let _ = Command::new("kill").arg(pid.to_string()).status();
         let _ = denwa.wait();

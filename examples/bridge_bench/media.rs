@@ -80,27 +80,75 @@ impl Codebook {
     }
 }
 
+/// What a stream's packets carry.
+pub enum Body {
+    /// Stream id, sequence and send time, coded to survive transcoding.
+    Stamped(Box<Codebook>),
+    /// Fixed audio (voicemail_bench's callers; the bridge sends none), 160 codes a packet; when it is all sent the stream
+    /// ends and (stream id, packets sent, time of the last send) is reported.
+    #[allow(dead_code)]
+    Audio {
+        codes: Arc<Vec<u8>>,
+        ended: Sender<(usize, u64, Instant)>,
+    },
+}
+
 /// A stream this generator sends.
 pub struct Outgoing {
     id: usize,
     sock: Arc<UdpSocket>,
     dest: SocketAddr,
     payload_type: u8,
-    cb: Codebook,
+    body: Body,
     seq: u32,
     sent: u64,
 }
 
 impl Outgoing {
-    pub fn new(id: usize, sock: Arc<UdpSocket>, dest: SocketAddr, payload_type: u8, cb: Codebook) -> Outgoing {
+    pub fn new(id: usize, sock: Arc<UdpSocket>, dest: SocketAddr, payload_type: u8, body: Body) -> Outgoing {
         Outgoing {
             id,
             sock,
             dest,
             payload_type,
-            cb,
+            body,
             seq: 0,
             sent: 0,
+        }
+    }
+
+    /// Send the next packet; false once an audio stream has ended.
+    fn send_next(&mut self, packet: &mut [u8; 12 + PAYLOAD], epoch: Instant, errors: &mut u64) -> bool {
+        packet[0] = 0x80;
+        packet[1] = self.payload_type | if self.seq == 0 { 0x80 } else { 0 };
+        packet[2..4].copy_from_slice(&(self.seq as u16).to_be_bytes());
+        packet[4..8].copy_from_slice(&(self.seq.wrapping_mul(160)).to_be_bytes());
+        packet[8..12].copy_from_slice(&(0x5EED_0000u32 ^ self.id as u32).to_be_bytes());
+        match &self.body {
+            Body::Stamped(cb) => {
+                let mut fields = [0u8; FIELDS];
+                fields[0..4].copy_from_slice(&MAGIC.to_be_bytes());
+                fields[4..8].copy_from_slice(&(self.id as u32).to_be_bytes());
+                fields[8..12].copy_from_slice(&self.seq.to_be_bytes());
+                fields[12..20].copy_from_slice(&(epoch.elapsed().as_nanos() as u64).to_be_bytes());
+                cb.encode(&fields, &mut packet[12..]);
+            }
+            Body::Audio { codes, .. } => {
+                let at = self.seq as usize * PAYLOAD;
+                packet[12..].copy_from_slice(&codes[at..at + PAYLOAD]);
+            }
+        }
+        self.seq += 1;
+        match self.sock.send_to(packet, self.dest) {
+            Ok(_) => self.sent += 1,
+            Err(_) => *errors += 1,
+        }
+        match &self.body {
+            Body::Audio { codes, ended } if self.seq as usize * PAYLOAD >= codes.len() => {
+                let _ = ended.send((self.id, self.sent, Instant::now()));
+                false
+            }
+            _ => true,
         }
     }
 }
@@ -143,24 +191,7 @@ pub fn pace(commands: Receiver<PaceCmd>, epoch: Instant) {
         } else {
             worst_lag = worst_lag.max(now - due);
         }
-        for o in &mut slots[(tick % SLOTS) as usize] {
-            packet[0] = 0x80;
-            packet[1] = o.payload_type | if o.seq == 0 { 0x80 } else { 0 };
-            packet[2..4].copy_from_slice(&(o.seq as u16).to_be_bytes());
-            packet[4..8].copy_from_slice(&(o.seq.wrapping_mul(160)).to_be_bytes());
-            packet[8..12].copy_from_slice(&(0x5EED_0000u32 ^ o.id as u32).to_be_bytes());
-            let mut fields = [0u8; FIELDS];
-            fields[0..4].copy_from_slice(&MAGIC.to_be_bytes());
-            fields[4..8].copy_from_slice(&(o.id as u32).to_be_bytes());
-            fields[8..12].copy_from_slice(&o.seq.to_be_bytes());
-            fields[12..20].copy_from_slice(&(epoch.elapsed().as_nanos() as u64).to_be_bytes());
-            o.cb.encode(&fields, &mut packet[12..]);
-            o.seq += 1;
-            match o.sock.send_to(&packet, o.dest) {
-                Ok(_) => o.sent += 1,
-                Err(_) => errors += 1,
-            }
-        }
+        slots[(tick % SLOTS) as usize].retain_mut(|o| o.send_next(&mut packet, epoch, &mut errors));
         tick += 1;
     }
 }

@@ -14,6 +14,7 @@ use mio::net::UdpSocket as MioSocket;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::media::RecvReport;
+use crate::sip_msg::{Dialog, Msg, sdp_audio, uri_of};
 use crate::{CallMedia, Media};
 
 const T1: Duration = Duration::from_millis(500);
@@ -21,119 +22,6 @@ const T2: Duration = Duration::from_secs(4);
 const GIVE_UP: Duration = Duration::from_secs(32);
 const PHONE: Token = Token(0);
 const CALLER: Token = Token(1);
-
-/// A parsed SIP message (enough of one for what denwa sends).
-struct Msg<'a> {
-    first: &'a str,
-    headers: Vec<(&'a str, &'a str)>,
-    body: &'a str,
-}
-
-fn full_name(name: &str) -> &str {
-    match name.to_ascii_lowercase().as_str() {
-        "v" => "via",
-        "f" => "from",
-        "t" => "to",
-        "i" => "call-id",
-        "m" => "contact",
-        "l" => "content-length",
-        "c" => "content-type",
-        _ => name,
-    }
-}
-
-impl<'a> Msg<'a> {
-    fn parse(text: &'a str) -> Option<Msg<'a>> {
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        let mut lines = head.split("\r\n");
-        let first = lines.next()?;
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (full_name(n.trim()), v.trim()))
-            .collect();
-        Some(Msg { first, headers, body })
-    }
-
-    fn header(&self, name: &str) -> Option<&'a str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| *v)
-    }
-
-    fn all<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a str> + 's {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| *v)
-    }
-
-    fn status(&self) -> Option<u16> {
-        self.first.strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok()
-    }
-
-    fn method(&self) -> &'a str {
-        self.first.split(' ').next().unwrap_or("")
-    }
-
-    fn cseq_method(&self) -> &'a str {
-        self.header("CSeq")
-            .and_then(|c| c.split_whitespace().nth(1))
-            .unwrap_or("")
-    }
-
-    fn call_id(&self) -> &'a str {
-        self.header("Call-ID").unwrap_or("")
-    }
-
-    /// A response to this request, with its Vias, From, To (tagged), Call-ID, CSeq.
-    fn reply(&self, status: &str, to_tag: Option<&str>, extra: &str, body: &str) -> String {
-        let mut out = format!("SIP/2.0 {status}\r\n");
-        for via in self.all("Via") {
-            let _ = write!(out, "Via: {via}\r\n");
-        }
-        let to = self.header("To").unwrap_or("");
-        let _ = write!(out, "From: {}\r\nTo: {to}", self.header("From").unwrap_or(""));
-        if let (Some(tag), None) = (to_tag, param(to, "tag")) {
-            let _ = write!(out, ";tag={tag}");
-        }
-        let _ = write!(
-            out,
-            "\r\nCall-ID: {}\r\nCSeq: {}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
-            self.call_id(),
-            self.header("CSeq").unwrap_or(""),
-            body.len()
-        );
-        out
-    }
-}
-
-fn param<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    let after = header.rsplit_once('>').map_or(header, |(_, p)| p);
-    after
-        .split(';')
-        .filter_map(|p| p.split_once('='))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim())
-}
-
-fn uri_of(header: &str) -> &str {
-    header
-        .split_once('<')
-        .and_then(|(_, r)| r.split_once('>'))
-        .map_or(header, |(u, _)| u)
-}
-
-/// The audio address of an SDP body.
-fn sdp_audio(body: &str) -> Option<SocketAddr> {
-    let ip = body.lines().find_map(|l| l.trim().strip_prefix("c=IN IP4 "))?;
-    let port = body
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("m=audio "))?
-        .split(' ')
-        .next()?;
-    format!("{}:{}", ip.trim(), port).parse().ok()
-}
 
 fn hex_md5(s: &str) -> String {
     Md5::digest(s.as_bytes()).iter().fold(String::new(), |mut out, b| {
@@ -227,6 +115,18 @@ struct Call {
     media_at: Option<Instant>,
     phone_leg: Option<String>,
     phone_hung_up: bool,
+}
+
+impl Call {
+    fn dialog(&self, local: SocketAddr) -> Dialog<'_> {
+        Dialog {
+            target: &self.target,
+            local,
+            user: &self.user,
+            to_header: &self.to_header,
+            call_id: &self.call_id,
+        }
+    }
 }
 
 /// The phone's side of one of denwa's INVITEs.
@@ -331,11 +231,7 @@ impl Run {
             match c.state {
                 State::Established => {
                     c.state = State::Hanging;
-                    c.invite = format!(
-                        "BYE {} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-bye-{};rport\r\n\
-From: <sip:{}@{local}>;tag=t{}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
-                        c.target, c.user, c.user, c.user, c.to_header, c.call_id
-                    );
+                    c.invite = c.dialog(local).request("BYE", 2, &format!("bye-{}", c.user));
                     let _ = self.caller.send_to(c.invite.as_bytes(), self.denwa);
                     c.retransmit = Some((now + T1, T1, now + GIVE_UP));
                 }
@@ -629,25 +525,18 @@ a=rtpmap:{pt} {name}/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-1
                     self.setup_ms.push((now - c.invited_at).as_secs_f64() * 1000.0);
                     // A moment for denwa's media thread to take the relay command.
                     c.media_at = Some(now + Duration::from_millis(100));
-                    c.ack = format!(
-                        "ACK {} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-ack-{};rport\r\n\
-From: <sip:{}@{local}>;tag=t{}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
-                        c.target, c.user, c.user, c.user, c.to_header, c.call_id
-                    );
+                    c.ack = c.dialog(local).request("ACK", 1, &format!("ack-{}", c.user));
                 }
                 let _ = self.caller.send_to(c.ack.as_bytes(), from);
             }
             ("INVITE", _) => {
-                let ack = format!(
-                    "ACK sip:bench@{} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-inv-{};rport\r\n\
-From: <sip:{}@{local}>;tag=t{}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
-                    self.denwa,
-                    c.user,
-                    c.user,
-                    c.user,
-                    msg.header("To").unwrap_or(""),
-                    c.call_id
-                );
+                let target = format!("sip:bench@{}", self.denwa);
+                let ack = Dialog {
+                    target: &target,
+                    to_header: msg.header("To").unwrap_or(""),
+                    ..c.dialog(local)
+                }
+                .request("ACK", 1, &format!("inv-{}", c.user));
                 let _ = self.caller.send_to(ack.as_bytes(), from);
                 if c.state == State::Inviting {
                     c.state = State::Failed(format!("INVITE answered {status}"));
