@@ -9,8 +9,8 @@
 //! thread, so no disk I/O and no allocation happen on the packet path.
 
 use std::path::Path;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::Duration;
+use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -26,6 +26,9 @@ use crate::records::recording::{self, FRAME_SAMPLES, Frame, RecorderSender, Reco
 pub const SILENCE_BELOW_DBFS: f32 = -45.0;
 /// Frames media may queue for the adapter: 5 s of 20 ms packets.
 const MEDIA_QUEUE_FRAMES: usize = 250;
+/// How often the adapter takes the frames media queued (5 packets a
+/// leg): the recording's end and silence are noticed within this.
+const TICK: Duration = Duration::from_millis(100);
 
 /// What the adapter tells the shell about one call's recording.
 #[derive(Debug)]
@@ -148,25 +151,38 @@ impl Adapter {
         writer_done: &Receiver<RecordingDone>,
         mut note: impl FnMut(Note),
     ) -> Option<String> {
-        let patience = self.limits.silence.max(Duration::from_millis(100));
+        let patience = self.limits.silence.max(TICK);
+        let mut last_frame = Instant::now();
         loop {
-            match frames.recv_timeout(patience) {
-                Ok(frame) => {
-                    self.push(&frame);
-                    let silent_ms = self.meter.current_silence_ms();
-                    if !self.silence_reported && silent_ms >= self.limits.silence.as_millis() as u64 {
-                        self.silence_reported = true;
-                        note(Note::Silence);
+            // Take what media queued since the last tick, then sleep: media's
+            // sends then find nobody waiting and wake no one, where waiting
+            // on the queue would cost a wake-up of this thread per packet.
+            let mut disconnected = false;
+            loop {
+                match frames.try_recv() {
+                    Ok(frame) => {
+                        last_frame = Instant::now();
+                        self.push(&frame);
+                        let silent_ms = self.meter.current_silence_ms();
+                        if !self.silence_reported && silent_ms >= self.limits.silence.as_millis() as u64 {
+                            self.silence_reported = true;
+                            note(Note::Silence);
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        disconnected = true;
+                        break;
                     }
                 }
-                // Nothing at all from the caller for that long is silence too.
-                Err(RecvTimeoutError::Timeout) => {
-                    if !self.silence_reported {
-                        self.silence_reported = true;
-                        note(Note::Silence);
-                    }
-                }
-                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if disconnected {
+                break;
+            }
+            // Nothing at all from the caller for that long is silence too.
+            if !self.silence_reported && last_frame.elapsed() >= patience {
+                self.silence_reported = true;
+                note(Note::Silence);
             }
             // The writer only ends on its own after a write error.
             if self.ended_early.is_none()
@@ -176,6 +192,7 @@ impl Adapter {
                 self.ended_early = Some(done);
                 note(Note::WriteFailed(error));
             }
+            std::thread::sleep(TICK);
         }
         self.end()
     }

@@ -330,12 +330,16 @@ impl MediaLoop {
                 }
             }
             MediaCommand::StopRecording { port } => {
+                self.drain_recording(port, now);
                 if let Some(slot) = self.slots.get_mut(&port) {
                     slot.record = None;
                 }
             }
             MediaCommand::Stop { port } => self.stop_sending(port),
-            MediaCommand::Close { port } => self.close(port, now),
+            MediaCommand::Close { port } => {
+                self.drain_recording(port, now);
+                self.close(port, now);
+            }
         }
     }
 
@@ -378,6 +382,18 @@ impl MediaLoop {
             && other.relay_from == Some(port)
         {
             other.relay_from = None;
+        }
+    }
+
+    /// What the caller sent before hanging up may still wait in the socket
+    /// when the stop comes (this thread was busy): record it first.
+    fn drain_recording(&mut self, port: u16, now: Instant) {
+        while self.slots.get(&port).is_some_and(|s| s.record.is_some()) {
+            let before = self.counters.packets_received.load(Ordering::Relaxed);
+            self.read_rtp(port, Token(usize::from(port) * 2), now);
+            if self.counters.packets_received.load(Ordering::Relaxed) == before {
+                break;
+            }
         }
     }
 

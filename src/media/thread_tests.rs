@@ -253,3 +253,33 @@ fn ringback_gives_way_to_the_relay_without_a_gap_in_sequence_or_timestamp() {
         g711::transcode_table(Codec::Pcma, Codec::Pcmu).unwrap()[speech as usize]
     );
 }
+
+#[test]
+fn packets_still_queued_when_the_recording_stops_are_recorded_first() {
+    // The loop is driven by hand and never polled: what the caller sends
+    // stays in the socket, as when the thread is busy and the BYE overtakes it.
+    let poll = Poll::new().unwrap();
+    let deadline = Deadline::new(poll.registry(), DEADLINE).unwrap();
+    let (_commands, rx) = std::sync::mpsc::channel();
+    let (tx, _events) = tokio::sync::mpsc::unbounded_channel();
+    let mut media = MediaLoop::new(poll, rx, tx, Arc::new(Counters::default()), deadline);
+    let mut pool = PortPool::new("127.0.0.1".parse().unwrap(), (47220, 47223));
+    let pair = pool.reserve().unwrap();
+    let port = pair.port;
+    let now = Instant::now();
+    media.apply(MediaCommand::Open { pair }, now);
+    let x = phone();
+    let peer = peer(x.local_addr().unwrap(), Codec::Pcmu, 0xA1);
+    media.apply(MediaCommand::Connect { port, peer }, now);
+    let (sink, frames) = record::channel(64);
+    media.apply(MediaCommand::Record { port, sink }, now);
+
+    for n in 0..20u16 {
+        let packet = rtp(0, n, u32::from(n) * 160, 0xC0, &[0xFF; 160]);
+        x.send_to(&packet, endpoint_addr(port)).unwrap();
+    }
+    media.apply(MediaCommand::StopRecording { port }, now);
+    let recorded: Vec<u32> = frames.try_iter().map(|f| f.timestamp).collect();
+    assert_eq!(recorded, (0..20).map(|n| n * 160).collect::<Vec<_>>());
+    assert!(frames.recv().is_err(), "then the recording ends");
+}
