@@ -37,11 +37,13 @@ pub enum RecorderEvent {
     Silence { call: CallKey },
     /// The writer stopped early (disk full); the recording should end.
     WriteFailed { call: CallKey, error: String },
-    /// The writer is done; `not_kept` says why the message was thrown away.
+    /// The writer is done; `not_kept` says why the message was thrown away,
+    /// `index` what indexing a kept one gave (its id; `None`: nothing to keep).
     Finished {
         call: CallKey,
         done: Box<RecordingDone>,
         not_kept: Option<String>,
+        index: Result<Option<String>, String>,
     },
 }
 
@@ -52,6 +54,10 @@ pub struct Limits {
     pub silence: Duration,
 }
 
+/// Puts a kept message in the index (on the recording's thread, so the
+/// signalling thread never waits for the disk); returns its id.
+pub type Keep = Box<dyn FnOnce(&RecordingDone) -> Result<Option<String>, String> + Send>;
+
 /// Starts the writer and the adapter; the returned sink goes to media in
 /// `MediaCommand::Record`. Media dropping the sink (stop, close) ends the recording.
 pub fn spawn(
@@ -61,11 +67,13 @@ pub fn spawn(
     meta: RecordingMeta,
     limits: Limits,
     events: UnboundedSender<RecorderEvent>,
+    keep: Keep,
 ) -> std::io::Result<RecordSink> {
-    spawn_with_reserve(call, dir, id, meta, limits, events, recording::DISK_RESERVE_BYTES)
+    spawn_with_reserve(call, dir, id, meta, limits, events, keep, recording::DISK_RESERVE_BYTES)
 }
 
 /// [`spawn`], the writer stopping when less than `reserve` bytes are free.
+#[allow(clippy::too_many_arguments)]
 fn spawn_with_reserve(
     call: CallKey,
     dir: &Path,
@@ -73,6 +81,7 @@ fn spawn_with_reserve(
     meta: RecordingMeta,
     limits: Limits,
     events: UnboundedSender<RecorderEvent>,
+    keep: Keep,
     reserve: u64,
 ) -> std::io::Result<RecordSink> {
     let (done_tx, done_rx) = mpsc::channel();
@@ -98,10 +107,15 @@ fn spawn_with_reserve(
                 {
                     let _ = std::fs::remove_file(path);
                 }
+                let index = match not_kept {
+                    Some(_) => Ok(None),
+                    None => keep(&done),
+                };
                 let _ = events.send(RecorderEvent::Finished {
                     call,
                     done: Box::new(done),
                     not_kept,
+                    index,
                 });
             }
         })?;
@@ -293,6 +307,11 @@ impl Adapter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Index nothing: a kept recording reports its own id.
+    fn keep_file() -> Keep {
+        Box::new(|done| Ok(done.path.as_ref().map(|_| done.id.clone())))
+    }
     use crate::codec::Codec;
     use crate::records::test_dir;
 
@@ -328,7 +347,7 @@ mod tests {
             min_length: Duration::from_secs(1),
             silence: Duration::from_secs(5),
         };
-        let mut sink = spawn(1, &dir, "vm-a", meta(), limits, tx).unwrap();
+        let mut sink = spawn(1, &dir, "vm-a", meta(), limits, tx, keep_file()).unwrap();
         // 100 packets of 30 ms = 3 s, every 10th lost, two sent twice.
         for n in 0..100u32 {
             if n % 10 == 5 {
@@ -355,7 +374,7 @@ mod tests {
             min_length: Duration::from_secs(2),
             silence: Duration::from_secs(5),
         };
-        let mut sink = spawn(1, &dir, "vm-short", meta(), limits, tx.clone()).unwrap();
+        let mut sink = spawn(1, &dir, "vm-short", meta(), limits, tx.clone(), keep_file()).unwrap();
         for n in 0..10u32 {
             sink.push(Codec::Pcmu, 1, n * 240, &voice());
         }
@@ -364,7 +383,7 @@ mod tests {
         assert!(not_kept.unwrap().contains("shorter than the minimum 2 s"));
         assert_eq!(done.path, None);
 
-        let mut sink = spawn(2, &dir, "vm-silent", meta(), limits, tx).unwrap();
+        let mut sink = spawn(2, &dir, "vm-silent", meta(), limits, tx, keep_file()).unwrap();
         for n in 0..200u32 {
             sink.push(Codec::Pcmu, 1, n * 160, &[0xFF; 160]);
         }
@@ -382,7 +401,7 @@ mod tests {
             min_length: Duration::ZERO,
             silence: Duration::from_secs(1),
         };
-        let mut sink = spawn(7, &dir, "vm-s", meta(), limits, tx).unwrap();
+        let mut sink = spawn(7, &dir, "vm-s", meta(), limits, tx, keep_file()).unwrap();
         for n in 0..20u32 {
             sink.push(Codec::Pcmu, 1, n * 240, &voice());
         }
@@ -416,7 +435,7 @@ mod tests {
             silence: Duration::from_secs(5),
         };
         // No disk has u64::MAX bytes free: the writer stops after its first second.
-        let mut sink = spawn_with_reserve(3, &dir, "vm-full", meta(), limits, tx, u64::MAX).unwrap();
+        let mut sink = spawn_with_reserve(3, &dir, "vm-full", meta(), limits, tx, keep_file(), u64::MAX).unwrap();
         let mut n = 0u32;
         let error = loop {
             sink.push(Codec::Pcmu, 1, n * 160, &voice()[..160]);

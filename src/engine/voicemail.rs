@@ -168,7 +168,12 @@ pub fn serve_request(
         } => {
             let id = service.new_message_id(now.wall);
             let limits = Limits { min_length, silence };
-            match recorder::spawn(call, service.dir(), &id, meta, limits, events.clone()) {
+            let (indexer, channels) = (service.indexer(), service.channels_for(&meta.line));
+            let keep: recorder::Keep = Box::new(move |done| {
+                let kept = indexer.keep(done, &channels, jiff::Timestamp::now())?;
+                Ok(kept.map(|message| message.id))
+            });
+            match recorder::spawn(call, service.dir(), &id, meta, limits, events.clone(), keep) {
                 Ok(sink) => {
                     media.send(MediaCommand::Record { port, sink });
                     engine.recording_started(now, call, Ok(id));
@@ -185,16 +190,21 @@ pub fn serve_event(engine: &mut Engine, service: &VoicemailService, event: Recor
     match event {
         RecorderEvent::Silence { call } => engine.voicemail_silence(now, call),
         RecorderEvent::WriteFailed { call, error } => engine.voicemail_write_failed(now, call, error),
-        RecorderEvent::Finished { call, done, not_kept } => {
+        RecorderEvent::Finished {
+            call,
+            done,
+            not_kept,
+            index,
+        } => {
             if let Some(error) = &done.error {
                 service.recording_failed(&done, error, now.wall);
             }
-            let kept = match (not_kept, service.keep(&done, now.wall)) {
+            let kept = match (not_kept, index) {
                 (Some(why), _) => Err(why),
-                (None, Ok(Some(message))) => {
-                    info!(message = %message.id, line = %done.meta.line, caller = %done.meta.caller,
+                (None, Ok(Some(id))) => {
+                    info!(message = %id, line = %done.meta.line, caller = %done.meta.caller,
                         seconds = done.duration.as_secs(), "voicemail kept");
-                    Ok(done.id.clone())
+                    Ok(id)
                 }
                 (None, Ok(None)) => Err(done.error.clone().unwrap_or_else(|| "nothing recorded".into())),
                 (None, Err(e)) => {

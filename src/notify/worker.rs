@@ -172,6 +172,14 @@ impl NotifyWorker {
         let _ = self.tx.send(Command::Wake);
     }
 
+    /// [`wake`](Self::wake) for another thread to call.
+    pub fn waker(&self) -> impl Fn() + Send + 'static {
+        let tx = self.tx.clone();
+        move || {
+            let _ = tx.send(Command::Wake);
+        }
+    }
+
     /// A full box turned a caller away: the worker stores the alert, queues
     /// it on the line's channels and delivers it. Never blocks.
     pub fn alert(&self, box_full: BoxFull) {

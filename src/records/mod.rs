@@ -17,6 +17,7 @@
 pub mod call_log;
 pub mod cli;
 pub mod db;
+pub mod indexer;
 pub mod level;
 pub mod recording;
 pub mod startup;

@@ -183,12 +183,28 @@ pub fn start_with_reserve(
     done: Sender<RecordingDone>,
     reserve: u64,
 ) -> io::Result<(RecorderSender, JoinHandle<()>)> {
-    let (mut job, writer) = WriterJob::prepare(dir, id, meta)?;
-    job.reserve = reserve;
+    check_id(id)?;
     let (tx, rx) = mpsc::sync_channel(CHANNEL_FRAMES);
-    let end = Arc::clone(&job.end);
+    let end = Arc::new(EndSignal::default());
+    let (dir, id, thread_end) = (dir.to_path_buf(), id.to_string(), Arc::clone(&end));
+    // Creating the files (and syncing the sidecar) happens here, on the
+    // writer's thread: the caller (the signalling thread) never waits for
+    // the disk. A failure ends the recording at once, as a write error would.
     let handle = thread::Builder::new().name(format!("record-{id}")).spawn(move || {
-        let result = job.run(writer, rx);
+        let result = match WriterJob::prepare(&dir, &id, meta.clone(), thread_end) {
+            Ok((mut job, writer)) => {
+                job.reserve = reserve;
+                job.run(writer, rx)
+            }
+            Err(e) => RecordingDone {
+                id,
+                path: None,
+                samples: 0,
+                duration: Duration::ZERO,
+                error: Some(format!("cannot start the recording: {e}")),
+                meta,
+            },
+        };
         let _ = done.send(result);
     })?;
     Ok((
@@ -265,8 +281,7 @@ type Wav = hound::WavWriter<BufWriter<File>>;
 
 impl WriterJob {
     /// Creates tmp/, the sidecar and the WAV with its header on disk.
-    fn prepare(dir: &Path, id: &str, meta: RecordingMeta) -> io::Result<(Self, Wav)> {
-        check_id(id)?;
+    fn prepare(dir: &Path, id: &str, meta: RecordingMeta, end: Arc<EndSignal>) -> io::Result<(Self, Wav)> {
         let tmp_dir = dir.join("tmp");
         fs::create_dir_all(&tmp_dir)?;
         let sidecar = tmp_dir.join(format!("{id}.json"));
@@ -284,7 +299,7 @@ impl WriterJob {
         // Put the header on disk now, so even an immediate crash leaves a WAV.
         writer.flush().map_err(to_io)?;
         let job = WriterJob {
-            end: Arc::new(EndSignal::default()),
+            end,
             reserve: DISK_RESERVE_BYTES,
             dir: dir.to_path_buf(),
             id: id.to_string(),

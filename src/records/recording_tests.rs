@@ -32,7 +32,6 @@ fn round_trip_frames_and_silence() {
     let dir = test_dir("rec-roundtrip");
     let (done_tx, done_rx) = mpsc::channel();
     let (mut sender, handle) = start(&dir, "vm-1", meta(), done_tx).unwrap();
-    assert!(dir.join("tmp/vm-1.json").exists());
     for i in 0..100 {
         sender.push_frame(&ramp_frame(i * 7));
     }
@@ -92,9 +91,20 @@ fn rejects_unsafe_ids_and_duplicates() {
         let (tx, _rx) = mpsc::channel();
         assert!(start(&dir, bad, meta(), tx).is_err(), "{bad:?}");
     }
+    // An id already taken is found by the writer's thread (the files are
+    // made there, off the caller's thread): the recording ends at once.
     fs::write(dir.join("taken.wav"), b"x").unwrap();
-    let (tx, _rx) = mpsc::channel();
-    assert!(start(&dir, "taken", meta(), tx).is_err());
+    let (tx, rx) = mpsc::channel();
+    let (_sender, handle) = start(&dir, "taken", meta(), tx).unwrap();
+    handle.join().unwrap();
+    let done = rx.recv().unwrap();
+    assert!(done.path.is_none());
+    assert!(done.error.unwrap().contains("already exists"));
+    assert_eq!(
+        fs::read(dir.join("taken.wav")).unwrap(),
+        b"x",
+        "the other file is untouched"
+    );
 }
 
 #[test]
@@ -337,7 +347,7 @@ fn a_copy_taken_mid_recording_recovers_to_the_last_flush() {
 #[test]
 fn finish_on_a_full_channel_signals_beside_it() {
     let dir = test_dir("rec-full-finish");
-    let (job, writer) = WriterJob::prepare(&dir, "vm-ff", meta()).unwrap();
+    let (job, writer) = WriterJob::prepare(&dir, "vm-ff", meta(), Arc::default()).unwrap();
     let (tx, rx) = mpsc::sync_channel(1);
     let mut sender = RecorderSender {
         tx,
@@ -360,7 +370,7 @@ fn finish_on_a_full_channel_signals_beside_it() {
 #[test]
 fn abort_on_a_full_channel_still_aborts() {
     let dir = test_dir("rec-full-abort");
-    let (job, writer) = WriterJob::prepare(&dir, "vm-fa", meta()).unwrap();
+    let (job, writer) = WriterJob::prepare(&dir, "vm-fa", meta(), Arc::default()).unwrap();
     let (tx, rx) = mpsc::sync_channel(1);
     let mut sender = RecorderSender {
         tx,

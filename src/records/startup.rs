@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::db;
+use super::indexer::Indexer;
 use super::recording::{self, RecordingDone, RecordingMeta};
 use super::voicemail::{BoxUsage, Message, RetentionAction, StoreError, VoicemailStore};
 use crate::notify::NotifyConfig;
@@ -63,6 +64,8 @@ pub struct VoicemailService {
     notify: NotifyConfig,
     store: VoicemailStore,
     worker: NotifyWorker,
+    /// Puts finished messages in the index, off the signalling thread.
+    indexer: Indexer,
     /// When a full box deserves an alert (a mutex: the service is shared by reference).
     gate: Mutex<BoxFullGate>,
     /// The last recording that ended on an error (disk full), for the status.
@@ -155,12 +158,14 @@ pub fn start_with_report(
         alert::latest_by_line(store.connection()).map_err(|e| format!("voicemail alerts in {}: {e}", dir.display()))?;
     let worker = NotifyWorker::spawn(dir, notify.clone())
         .map_err(|e| format!("voicemail notifications in {}: {e}", dir.display()))?;
+    let indexer = Indexer::spawn(dir, worker.waker())?;
     Ok((
         VoicemailService {
             settings: settings.clone(),
             notify: notify.clone(),
             store,
             worker,
+            indexer,
             gate: Mutex::new(BoxFullGate::with_sent(sent)),
             last_error: Mutex::new(None),
         },
@@ -321,17 +326,21 @@ impl VoicemailService {
         retire(&self.store, self.settings.retention, now)
     }
 
-    /// Indexes a finished recording and queues its notifications, then wakes
-    /// the worker. Returns the indexed message, or `None` when nothing was
-    /// kept (aborted, or no file).
-    pub fn keep(&self, done: &RecordingDone, now: jiff::Timestamp) -> Result<Option<Message>, StoreError> {
-        let Some(path) = &done.path else {
-            return Ok(None);
-        };
-        let message = Message::from_recording(&done.id, path, done.duration, &done.meta, false)?;
-        store_and_enqueue(&self.store, &message, &self.notify.channels_for(&message.line), now)?;
-        self.worker.wake();
-        Ok(Some(message))
+    /// Indexes a finished recording and queues its notifications (on the
+    /// index thread; this waits for it). `None` when nothing was kept
+    /// (aborted, or no file).
+    pub fn keep(&self, done: &RecordingDone, now: jiff::Timestamp) -> Result<Option<Message>, String> {
+        self.indexer.keep(done, &self.notify.channels_for(&done.meta.line), now)
+    }
+
+    /// For a recording's own thread: indexes its message when it ends.
+    pub fn indexer(&self) -> Indexer {
+        self.indexer.clone()
+    }
+
+    /// The notification channels a message on `line` goes to now.
+    pub fn channels_for(&self, line: &str) -> Vec<String> {
+        self.notify.channels_for(line)
     }
 
     /// A reloaded config: new limits and retention now, new channels for
