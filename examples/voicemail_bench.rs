@@ -58,6 +58,8 @@ struct Args {
     place_rate: u32,
     timeout: u64,
     denwa: PathBuf,
+    /// Time fsyncs with strace (it stops denwa's threads at each fsync and thread start).
+    fsync_trace: bool,
 }
 
 fn args() -> Args {
@@ -68,6 +70,7 @@ fn args() -> Args {
         place_rate: 200,
         timeout: 1800,
         denwa: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/denwa"),
+        fsync_trace: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -79,7 +82,10 @@ fn args() -> Args {
             "--place-rate" => a.place_rate = value.parse().expect("voicemail calls placed per second"),
             "--timeout" => a.timeout = value.parse().expect("timeout seconds"),
             "--denwa" => a.denwa = value.into(),
-            other => panic!("unknown flag {other}; use --levels, --seconds, --cps, --place-rate, --timeout, --denwa"),
+            "--fsync-trace" => a.fsync_trace = value != "off",
+            other => panic!(
+                "unknown flag {other}; use --levels, --seconds, --cps, --place-rate, --timeout, --denwa, --fsync-trace on|off"
+            ),
         }
     }
     assert!(
@@ -444,7 +450,7 @@ fn main() {
         "RLIMIT_NOFILE is {nofile}: too low for {biggest} messages beside {announced} announcement calls"
     );
     guard_denwa(Duration::from_secs(args.timeout));
-    let trace = strace_available();
+    let trace = args.fsync_trace && strace_available();
     let (pace_tx, pace_rx) = mpsc::channel();
     let epoch = Instant::now();
     std::thread::spawn(move || media::pace(pace_rx, epoch));

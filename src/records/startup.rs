@@ -66,6 +66,8 @@ pub struct VoicemailService {
     worker: NotifyWorker,
     /// Puts finished messages in the index, off the signalling thread.
     indexer: Indexer,
+    /// Numbers the message ids this process hands out.
+    next_id: std::sync::atomic::AtomicU32,
     /// When a full box deserves an alert (a mutex: the service is shared by reference).
     gate: Mutex<BoxFullGate>,
     /// The last recording that ended on an error (disk full), for the status.
@@ -166,6 +168,7 @@ pub fn start_with_report(
             store,
             worker,
             indexer,
+            next_id: Default::default(),
             gate: Mutex::new(BoxFullGate::with_sent(sent)),
             last_error: Mutex::new(None),
         },
@@ -221,7 +224,8 @@ impl VoicemailService {
     }
 
     /// A fresh id for a recording (a file name, too): the local time it
-    /// started and a random tag, `vm-20260301-140703-a3f2`.
+    /// started, this run's sequence number and a random tag,
+    /// `vm-20260301-140703-0002a3f2`.
     pub fn new_message_id(&self, now: jiff::Timestamp) -> String {
         let zone = self
             .notify
@@ -229,13 +233,15 @@ impl VoicemailService {
             .as_deref()
             .and_then(|z| jiff::tz::TimeZone::get(z).ok())
             .unwrap_or(jiff::tz::TimeZone::UTC);
+        // The sequence keeps this process's ids apart however many messages
+        // start in one second; the random part, another run's in the same second.
+        let sequence = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as u16;
         let mut tag = [0u8; 2];
-        // Without randomness the clock's sub-second part still tells ids apart.
         if getrandom::fill(&mut tag).is_err() {
             tag = (now.subsec_millisecond() as u16).to_be_bytes();
         }
         format!(
-            "vm-{}-{:02x}{:02x}",
+            "vm-{}-{sequence:04x}{:02x}{:02x}",
             now.to_zoned(zone).strftime("%Y%m%d-%H%M%S"),
             tag[0],
             tag[1]

@@ -202,7 +202,12 @@ fn retention_runs_at_start_and_box_full_follows_the_limits() {
     assert_eq!(service.store_path(), dir.join("voicemail.sqlite"));
     let id = service.new_message_id(t("2026-03-01T05:07:03Z"));
     assert!(id.starts_with("vm-20260301-050703-"), "UTC without a zone: {id}");
-    assert_eq!(id.len(), "vm-20260301-050703-a3f2".len());
+    assert_eq!(id.len(), "vm-20260301-050703-0000a3f2".len());
+    // Many messages in one second never share an id.
+    let ids: std::collections::HashSet<String> = (0..2000)
+        .map(|_| service.new_message_id(t("2026-03-01T05:07:03Z")))
+        .collect();
+    assert_eq!(ids.len(), 2000);
     service.stop();
 }
 
