@@ -7,7 +7,7 @@ mod common;
 
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Denwa, RtpSink, check_stream, free_udp_port};
@@ -480,6 +480,24 @@ fn provider_restart_40s_spanning_a_register_timeout_is_noticed() {
     );
 }
 
+/// A SIPp UAS running `scenario` on `port` answers; a courier dials the
+/// delivery DID at the provider and talks for 3 s, then hangs up. Returns
+/// the UAS's outcome and how many RTP packets reached it.
+fn courier_calls_delivery(denwa: &Denwa, kamailio: &Kamailio, scenario: &str, port: u16) -> (Output, usize) {
+    let sink = RtpSink::start();
+    let answering = denwa.spawn_sipp_uas(scenario, port, &[("rtp_port", sink.port.to_string())]);
+    std::thread::sleep(Duration::from_millis(300));
+    denwa.sipp_to(
+        &kamailio.address(),
+        "127.0.0.1",
+        "caller_talks_via_provider.xml",
+        "0501110002",
+        &[],
+    );
+    let out = answering.wait_with_output().unwrap();
+    (out, sink.packets.join().unwrap().len())
+}
+
 #[test]
 fn a_provider_call_to_the_delivery_number_rings_the_staff_phone_and_is_bridged() {
     let kamailio = Kamailio::start("ring");
@@ -489,29 +507,15 @@ fn a_provider_call_to_the_delivery_number_rings_the_staff_phone_and_is_bridged()
     });
     // The desk phone registers with denwa, then answers as a UAS where it registered.
     let phone_port = free_udp_port();
-    let sink = RtpSink::start();
     let registered = denwa.sipp_from_port("phone_register.xml", phone_port, &[]);
     assert!(registered.status.success(), "the phone registers:\n{}", denwa.log());
-    let phone = denwa.spawn_sipp_uas("phone_answers.xml", phone_port, &[("rtp_port", sink.port.to_string())]);
-    std::thread::sleep(Duration::from_millis(300));
-    // A courier dials the delivery DID at the provider and talks for 3 s.
-    denwa.sipp_to(
-        &kamailio.address(),
-        "127.0.0.1",
-        "caller_talks_via_provider.xml",
-        "0501110002",
-        &[],
-    );
-    let out = phone.wait_with_output().unwrap();
+    let (out, packets) = courier_calls_delivery(&denwa, &kamailio, "phone_answers.xml", phone_port);
     assert!(
         out.status.success(),
         "the phone's side: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        sink.packets.join().unwrap().len() >= 90,
-        "the courier's audio reached the phone"
-    );
+    assert!(packets >= 90, "the courier's audio reached the phone");
     let calls = denwa.wait_for_calls(1);
     let c = &calls[0];
     assert_eq!(
@@ -568,22 +572,7 @@ fn a_courier_calling_the_delivery_number_reaches_the_owners_mobile_through_the_p
         state_of(&denwa, "delivery") == "registered"
     });
     // The mobile answers where the provider routes its number.
-    let sink = RtpSink::start();
-    let phone = denwa.spawn_sipp_uas(
-        "mobile_answers.xml",
-        mobile_port,
-        &[("rtp_port", sink.port.to_string())],
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    // A courier dials the delivery DID at the provider and talks for 3 s, then hangs up.
-    denwa.sipp_to(
-        &kamailio.address(),
-        "127.0.0.1",
-        "caller_talks_via_provider.xml",
-        "0501110002",
-        &[],
-    );
-    let out = phone.wait_with_output().unwrap();
+    let (out, packets) = courier_calls_delivery(&denwa, &kamailio, "mobile_answers.xml", mobile_port);
     assert!(
         out.status.success(),
         "the mobile's side (rang, answered, got the BYE): {}\n{}\n{}",
@@ -591,10 +580,7 @@ fn a_courier_calling_the_delivery_number_reaches_the_owners_mobile_through_the_p
         denwa.log(),
         kamailio.log()
     );
-    assert!(
-        sink.packets.join().unwrap().len() >= 90,
-        "the courier's audio reached the mobile"
-    );
+    assert!(packets >= 90, "the courier's audio reached the mobile");
     let log = kamailio.log();
     assert!(
         log.contains(&format!("INVITE to {MOBILE}: challenge")),

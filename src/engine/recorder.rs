@@ -172,10 +172,11 @@ impl Adapter {
             // sends then find nobody waiting and wake no one, where waiting
             // on the queue would cost a wake-up of this thread per packet.
             let mut disconnected = false;
+            let now = Instant::now();
             loop {
                 match frames.try_recv() {
                     Ok(frame) => {
-                        last_frame = Instant::now();
+                        last_frame = now;
                         self.push(&frame);
                         let silent_ms = self.meter.current_silence_ms();
                         if !self.silence_reported && silent_ms >= self.limits.silence.as_millis() as u64 {
@@ -194,7 +195,7 @@ impl Adapter {
                 break;
             }
             // Nothing at all from the caller for that long is silence too.
-            if !self.silence_reported && last_frame.elapsed() >= patience {
+            if !self.silence_reported && now - last_frame >= patience {
                 self.silence_reported = true;
                 note(Note::Silence);
             }

@@ -148,6 +148,12 @@ fn format_of(peer: &Peer) -> LegFormat {
     }
 }
 
+/// An endpoint's sockets in the poll: RTP at 2 × port, RTCP just after.
+fn tokens(port: u16) -> (Token, Token) {
+    let base = usize::from(port) * 2;
+    (Token(base), Token(base + 1))
+}
+
 fn token_port(token: Token) -> (u16, bool) {
     ((token.0 / 2) as u16, token.0 % 2 == 1)
 }
@@ -351,10 +357,10 @@ impl MediaLoop {
         let mut rtp = UdpSocket::from_std(pair.rtp);
         let mut rtcp = UdpSocket::from_std(pair.rtcp);
         let registry = self.poll.registry();
-        let base = usize::from(port) * 2;
+        let (rtp_token, rtcp_token) = tokens(port);
         if let Err(e) = registry
-            .register(&mut rtp, Token(base), Interest::READABLE)
-            .and_then(|_| registry.register(&mut rtcp, Token(base + 1), Interest::READABLE))
+            .register(&mut rtp, rtp_token, Interest::READABLE)
+            .and_then(|_| registry.register(&mut rtcp, rtcp_token, Interest::READABLE))
         {
             tracing::warn!(port, error = %e, "cannot watch the RTP sockets");
         }
@@ -390,7 +396,7 @@ impl MediaLoop {
     fn drain_recording(&mut self, port: u16, now: Instant) {
         while self.slots.get(&port).is_some_and(|s| s.record.is_some()) {
             let before = self.counters.packets_received.load(Ordering::Relaxed);
-            self.read_rtp(port, Token(usize::from(port) * 2), now);
+            self.read_rtp(port, tokens(port).0, now);
             if self.counters.packets_received.load(Ordering::Relaxed) == before {
                 break;
             }
@@ -448,8 +454,9 @@ impl MediaLoop {
             read += n;
             for i in 0..n {
                 if let Some((packet, from)) = self.batch.get(i) {
-                    self.buf[..packet.len()].copy_from_slice(packet);
+                    // Relaying reads the packet from `buf` while the batch is borrowed.
                     let len = packet.len();
+                    self.buf[..len].copy_from_slice(packet);
                     self.take_rtp(port, from, len, now);
                 }
             }
