@@ -24,6 +24,8 @@ mod media;
 mod sip;
 #[path = "bench_common/sip_msg.rs"]
 mod sip_msg;
+#[path = "bench_common/stamped.rs"]
+mod stamped;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -385,7 +387,7 @@ fn main() {
     let poll = mio::Poll::new().unwrap();
     let registry = poll.registry().try_clone().unwrap();
     let epoch = Instant::now();
-    std::thread::spawn(move || media::receive(poll, recv_rx, epoch));
+    std::thread::spawn(move || media::receive(poll, recv_rx));
     std::thread::spawn(move || media::pace(pace_rx, epoch));
     let media = Media {
         recv: recv_tx,
@@ -416,7 +418,7 @@ fn main() {
         idle_rss
     );
     println!(
-        "lat = receive time - send time through denwa (includes this generator's wake-up); ctl_p99 = the same for streams that bypass denwa;\n\
+        "lat = arrival (kernel stamp at our socket) - send time, through denwa; ctl_p99 = the same for streams that bypass denwa;\n\
 pps = relayed packets/s received in the hold (offered 100 per call: lower when the pacer falls behind); \
 us/pkt and ms/c-min = denwa CPU per relayed packet and per call-minute; KiB/call = (RSS in the hold - idle RSS) / calls; RSSafter = after hang-up"
     );

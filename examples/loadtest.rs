@@ -18,12 +18,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use announce::{rtp_sink, run_sipp};
-use host::{cpu_ms, write_prompt};
+use host::{cpu_ms, raise_nofile, write_prompt};
 
 #[path = "bench_common/announce.rs"]
 mod announce;
 #[path = "bench_common/host.rs"]
 mod host;
+#[path = "bench_common/stamped.rs"]
+mod stamped;
 
 struct Args {
     rates: Vec<u32>,
@@ -141,8 +143,53 @@ fn latencies_from_capture(dir: &Path, mut capture: Child) -> Vec<f64> {
     latencies
 }
 
+/// CPU time of the calling thread, in ms.
+fn thread_cpu_ms() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1000.0 + ts.tv_nsec as f64 / 1e6
+}
+
+/// What the kernel alone charges the sender for one 5 s announcement's RTP
+/// on this machine, now: 250 RTP-sized datagrams sent from each of `sockets`
+/// sockets (registered in an epoll set, as denwa's are) to the sink, in a
+/// loop that does nothing else. denwa's CPU per call can come near this,
+/// never below it.
+fn kernel_floor_ms_per_call(sockets: usize) -> f64 {
+    const ROUNDS: usize = 50;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sink_port, sink) = rtp_sink(stop.clone(), Arc::new(AtomicBool::new(false)));
+    let to: std::net::SocketAddr = ([127, 0, 0, 1], sink_port).into();
+    let poll = mio::Poll::new().unwrap();
+    let senders: Vec<mio::net::UdpSocket> = (0..sockets)
+        .map(|i| {
+            let mut s = mio::net::UdpSocket::bind(([127, 0, 0, 1], 0).into()).unwrap();
+            poll.registry()
+                .register(&mut s, mio::Token(i), mio::Interest::READABLE)
+                .unwrap();
+            s
+        })
+        .collect();
+    let mut packet = [0u8; 172];
+    packet[0] = 0x80;
+    let started = thread_cpu_ms();
+    for round in 0..ROUNDS {
+        packet[2..4].copy_from_slice(&(round as u16).to_be_bytes());
+        for (i, s) in senders.iter().enumerate() {
+            packet[8..12].copy_from_slice(&(i as u32).to_be_bytes());
+            let _ = s.send_to(&packet, to);
+        }
+    }
+    let per_packet = (thread_cpu_ms() - started) / (ROUNDS * sockets) as f64;
+    stop.store(true, Ordering::Relaxed);
+    let _ = sink.join();
+    per_packet * 250.0
+}
+
 fn main() {
     let args = args();
+    raise_nofile();
     assert!(
         args.denwa.exists(),
         "{} not found: run `cargo build --release` first",
@@ -233,6 +280,11 @@ fn main() {
             gaps.packets,
             started.elapsed().as_secs_f64(),
             dir.join("denwa.log").display()
+        );
+        eprintln!(
+            "   (kernel floor: {:.2} ms of CPU per call for its RTP alone, sent from {} sockets by a loop doing nothing else)",
+            kernel_floor_ms_per_call(sipp.max_concurrent.max(1) as usize),
+            sipp.max_concurrent.max(1)
         );
         if sipp.failed > 0 || sipp.ok < calls as u64 {
             println!("stopping: {rate} cps had failed or missing calls");

@@ -28,6 +28,8 @@ mod callers;
 mod check;
 #[path = "bench_common/host.rs"]
 mod host;
+#[path = "bench_common/stamped.rs"]
+mod stamped;
 // The bridge benchmark's pacer; its receiver and codebook are not used here.
 #[allow(dead_code)]
 #[path = "bridge_bench/media.rs"]

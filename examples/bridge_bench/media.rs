@@ -1,10 +1,18 @@
 //! The RTP side of the bridge benchmark: one pacing thread sends a packet
 //! every 20 ms on every stream, one receiving thread reads every socket and
 //! measures what arrived.
+//!
+//! A packet carries its send time (wall clock, read just before `sendto`);
+//! its arrival time is the kernel's stamp of when loopback delivered it to
+//! our socket (`SO_TIMESTAMPNS`). So the latency measured is the path
+//! through denwa alone, not how late this generator's receiver got to read
+//! it; and the receiver, which reads every 1 ms, never makes denwa's media
+//! thread pay for waking it.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
@@ -13,6 +21,8 @@ use std::time::{Duration, Instant};
 use denwa::codec::Codec;
 use denwa::media::g711::transcode_table;
 use mio::net::UdpSocket;
+
+use crate::stamped::{STAMPED_BATCH, StampedBatch, enable_timestamps, wall_ns};
 
 const MAGIC: u32 = 0xD3A7_0B1E;
 /// magic, stream id, sequence, send time (ns since the epoch).
@@ -118,7 +128,7 @@ impl Outgoing {
     }
 
     /// Send the next packet; false once an audio stream has ended.
-    fn send_next(&mut self, packet: &mut [u8; 12 + PAYLOAD], epoch: Instant, errors: &mut u64) -> bool {
+    fn send_next(&mut self, packet: &mut [u8; 12 + PAYLOAD], errors: &mut u64) -> bool {
         packet[0] = 0x80;
         packet[1] = self.payload_type | if self.seq == 0 { 0x80 } else { 0 };
         packet[2..4].copy_from_slice(&(self.seq as u16).to_be_bytes());
@@ -130,7 +140,7 @@ impl Outgoing {
                 fields[0..4].copy_from_slice(&MAGIC.to_be_bytes());
                 fields[4..8].copy_from_slice(&(self.id as u32).to_be_bytes());
                 fields[8..12].copy_from_slice(&self.seq.to_be_bytes());
-                fields[12..20].copy_from_slice(&(epoch.elapsed().as_nanos() as u64).to_be_bytes());
+                fields[12..20].copy_from_slice(&wall_ns().to_be_bytes());
                 cb.encode(&fields, &mut packet[12..]);
             }
             Body::Audio { codes, .. } => {
@@ -191,7 +201,7 @@ pub fn pace(commands: Receiver<PaceCmd>, epoch: Instant) {
         } else {
             worst_lag = worst_lag.max(now - due);
         }
-        slots[(tick % SLOTS) as usize].retain_mut(|o| o.send_next(&mut packet, epoch, &mut errors));
+        slots[(tick % SLOTS) as usize].retain_mut(|o| o.send_next(&mut packet, &mut errors));
         tick += 1;
     }
 }
@@ -338,13 +348,16 @@ pub enum RecvCmd {
     Finish(Sender<RecvReport>),
 }
 
-pub fn receive(mut poll: mio::Poll, commands: Receiver<RecvCmd>, epoch: Instant) {
+pub fn receive(mut poll: mio::Poll, commands: Receiver<RecvCmd>) {
     let mut events = mio::Events::with_capacity(4096);
     let mut sockets: HashMap<usize, Box<Incoming>> = HashMap::new();
     let (mut relay, mut control) = (Histogram::new(), Histogram::new());
-    let mut buf = [0u8; 2048];
+    let mut batch = StampedBatch::new();
     loop {
-        if poll.poll(&mut events, Some(Duration::from_millis(20))).is_err() {
+        // Sleep, then take whatever is ready: nobody waits in epoll_wait, so
+        // a packet's arrival wakes no thread of ours.
+        std::thread::sleep(Duration::from_millis(1));
+        if poll.poll(&mut events, Some(Duration::ZERO)).is_err() {
             continue;
         }
         // Sockets are announced here before they are registered, so every
@@ -352,6 +365,7 @@ pub fn receive(mut poll: mio::Poll, commands: Receiver<RecvCmd>, epoch: Instant)
         loop {
             match commands.try_recv() {
                 Ok(RecvCmd::Add(id, s)) => {
+                    enable_timestamps(&*s.sock);
                     sockets.insert(id, s);
                 }
                 Ok(RecvCmd::Finish(reply)) => {
@@ -383,22 +397,32 @@ pub fn receive(mut poll: mio::Poll, commands: Receiver<RecvCmd>, epoch: Instant)
             let Some(s) = sockets.get_mut(&event.token().0) else {
                 continue;
             };
+            // Edge-triggered: read until the socket is empty. An ICMP error
+            // from a closed far end fails one read; read on.
+            let mut errors = 0;
             loop {
-                match s.sock.recv_from(&mut buf) {
-                    Ok((n, _)) => {
-                        let now_ns = epoch.elapsed().as_nanos() as u64;
-                        if let Some(latency) = s.take(&buf[..n], now_ns) {
-                            if s.control {
-                                control.add(latency);
-                            } else {
-                                relay.add(latency);
-                                relayed += 1;
-                            }
+                let n = match batch.recv(s.sock.as_raw_fd()) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) if errors < 8 => {
+                        errors += 1;
+                        continue;
+                    }
+                    Err(_) => break,
+                };
+                for i in 0..n {
+                    let (packet, arrived_ns) = batch.get(i);
+                    if let Some(latency) = s.take(packet, arrived_ns) {
+                        if s.control {
+                            control.add(latency);
+                        } else {
+                            relay.add(latency);
+                            relayed += 1;
                         }
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    // ICMP errors from a closed far end: read on.
-                    Err(_) => continue,
+                }
+                if n < STAMPED_BATCH {
+                    break;
                 }
             }
         }
