@@ -283,3 +283,26 @@ fn packets_still_queued_when_the_recording_stops_are_recorded_first() {
     assert_eq!(recorded, (0..20).map(|n| n * 160).collect::<Vec<_>>());
     assert!(frames.recv().is_err(), "then the recording ends");
 }
+
+#[test]
+fn a_burst_of_commands_is_applied_a_budget_at_a_time_and_none_is_lost() {
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let media = MediaHandle::spawn(tx).unwrap();
+    // Far more commands than one round's budget, sent before the thread wakes.
+    let mut pool = PortPool::new("127.0.0.1".parse().unwrap(), (47300, 47399));
+    let pairs: Vec<_> = (0..3 * COMMAND_BUDGET).map(|_| pool.reserve().unwrap()).collect();
+    let ports: Vec<u16> = pairs.iter().map(|p| p.port).collect();
+    for pair in pairs {
+        media.send(MediaCommand::Open { pair });
+    }
+    for &port in &ports {
+        media.send(MediaCommand::Close { port });
+    }
+    let closed: Vec<u16> = (0..ports.len())
+        .map(|_| match next_event(&mut events) {
+            MediaEvent::Closed { port, .. } => port,
+            other => panic!("expected Closed, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(closed, ports, "every endpoint opened and closed, in the order sent");
+}

@@ -24,7 +24,7 @@ use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError, TrySendError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -43,6 +43,9 @@ pub const CHANNEL_FRAMES: usize = 250;
 pub const DISK_RESERVE_BYTES: u64 = 128 * 1024;
 /// The header is rewritten after this many samples (one second).
 const FLUSH_EVERY_SAMPLES: u64 = SAMPLE_RATE as u64;
+/// How often an idle writer looks at its queue (the adapter hands over
+/// frames at this pace too).
+const IDLE_POLL: Duration = Duration::from_millis(100);
 
 /// One 20 ms frame of decoded audio.
 #[derive(Clone, Copy)]
@@ -314,10 +317,10 @@ impl WriterJob {
     fn run(self, mut writer: Wav, rx: Receiver<RecorderInput>) -> RecordingDone {
         let mut since_flush = 0u64;
         let ended_by = loop {
-            let input = match rx.recv() {
-                Ok(input) => input,
+            let input = match next_input(&rx) {
+                Some(input) => input,
                 // Everything queued is written; did the sender say how to end?
-                Err(_) => match self.end.how.load(Ordering::Acquire) {
+                None => match self.end.how.load(Ordering::Acquire) {
                     END_FINISH => {
                         let silence = self.end.trailing_silence.swap(0, Ordering::Relaxed);
                         if silence == 0 {
@@ -455,13 +458,29 @@ fn free_bytes(dir: &Path) -> io::Result<u64> {
     Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
 }
 
-fn write_samples<'a>(writer: &mut Wav, samples: impl Iterator<Item = &'a i16>) -> io::Result<u64> {
-    let mut n = 0;
-    for sample in samples {
-        writer.write_sample(*sample).map_err(to_io)?;
-        n += 1;
+/// The next input, or `None` once the sender is gone and all is read.
+/// An empty queue is waited out by sleeping, not by blocking on it: the
+/// sender's `try_send` then finds nobody to wake, where a blocked receiver
+/// costs a futex wake-up (and a context switch) per frame, per recording.
+fn next_input(rx: &Receiver<RecorderInput>) -> Option<RecorderInput> {
+    loop {
+        match rx.try_recv() {
+            Ok(input) => return Some(input),
+            Err(TryRecvError::Empty) => thread::sleep(IDLE_POLL),
+            Err(TryRecvError::Disconnected) => return None,
+        }
     }
-    Ok(n)
+}
+
+fn write_samples<'a>(writer: &mut Wav, samples: impl ExactSizeIterator<Item = &'a i16>) -> io::Result<u64> {
+    let n = samples.len();
+    // hound's 16-bit writer: a plain copy per sample, no per-sample dispatch.
+    let mut block = writer.get_i16_writer(n as u32);
+    for sample in samples {
+        block.write_sample(*sample);
+    }
+    block.flush().map_err(to_io)?;
+    Ok(n as u64)
 }
 
 /// A recording found in tmp/ at start-up and moved into place.
