@@ -66,13 +66,14 @@ fn raise_open_files_limit() {
 /// applies the new modes.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     raise_open_files_limit();
+    crate::media::thread::raise_nice();
     let mut settings = config.settings.clone();
     let socket = UdpSocket::bind(settings.listen)
         .await
         .with_context(|| format!("binding SIP on {}", settings.listen))?;
     let local = socket.local_addr()?;
     let (media_tx, mut media_rx) = tokio::sync::mpsc::unbounded_channel();
-    let media = MediaHandle::spawn(media_tx)?;
+    let media = MediaHandle::spawn(media_tx, settings.media_realtime)?;
     let pool = PortPool::new(settings.advertise, settings.rtp_ports);
     if pool.capacity() == 0 {
         anyhow::bail!("sip.rtp_ports {:?} holds no RTP/RTCP port pair", settings.rtp_ports);

@@ -72,6 +72,8 @@ struct SipSection {
 struct MediaSection {
     /// A caller whose RTP stops for this long (after it started, not on hold) is hung up.
     rtp_timeout: Option<Spanned<String>>,
+    /// Run the media thread at real-time priority (when allowed).
+    realtime: Option<bool>,
 }
 
 /// The SIP provider the shop's numbers are registered with.
@@ -153,6 +155,8 @@ pub struct Settings {
     pub keepalive_method: KeepAlive,
     /// No RTP from a caller for this long ends the call (zero: never).
     pub rtp_timeout: Duration,
+    /// `media.realtime`: the media thread asks for real-time scheduling.
+    pub media_realtime: bool,
     /// The digest realm staff phones authenticate in (`sip.realm`, default "denwa").
     pub registrar_realm: String,
     /// `sip.digest_algorithms`: what staff phones are challenged with, in order.
@@ -915,6 +919,7 @@ fn parse_with(path: &Path, source: &str, secrets: Secrets) -> Result<Config, Con
             keepalive,
             keepalive_method,
             rtp_timeout,
+            media_realtime: file.media.realtime.unwrap_or(true),
             registrar_realm: file.sip.realm.clone().unwrap_or_else(|| "denwa".into()),
             digest_algorithms,
             phones,

@@ -196,3 +196,15 @@ fn durations() {
     assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
     assert!(parse_duration("5d").is_err());
 }
+
+#[test]
+fn media_realtime_defaults_on_and_can_be_turned_off() {
+    let rules = "[numbers.public]\nnumber = \"0501110001\"\n[[numbers.public.rules]]\nannounce = \"hello.wav\"\n";
+    assert!(check(rules).unwrap().settings.media_realtime);
+    let off = check(&format!("[media]\nrealtime = false\n{rules}")).unwrap();
+    assert!(!off.settings.media_realtime);
+    let err = check(&format!("[media]\nrealtime = \"yes\"\n{rules}"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("shop.toml:"), "a wrong type names file and line: {err}");
+}

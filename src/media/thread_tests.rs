@@ -57,7 +57,7 @@ fn endpoint_addr(port: u16) -> SocketAddr {
 #[test]
 fn play_receive_dtmf_record_and_close() {
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let media = MediaHandle::spawn(tx).unwrap();
+    let media = MediaHandle::spawn(tx, false).unwrap();
     let mut pool = PortPool::new("127.0.0.1".parse().unwrap(), (47200, 47203));
     let releaser = pool.releaser();
     let pair = pool.reserve().unwrap();
@@ -127,7 +127,7 @@ fn play_receive_dtmf_record_and_close() {
 #[test]
 fn relay_bridges_pcmu_and_pcma_legs_both_ways() {
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let media = MediaHandle::spawn(tx).unwrap();
+    let media = MediaHandle::spawn(tx, false).unwrap();
     let mut pool = PortPool::new("127.0.0.1".parse().unwrap(), (47210, 47213));
     let (a, b) = (pool.reserve().unwrap(), pool.reserve().unwrap());
     let (port_a, port_b) = (a.port, b.port);
@@ -187,7 +187,7 @@ fn relay_bridges_pcmu_and_pcma_legs_both_ways() {
 #[test]
 fn ringback_gives_way_to_the_relay_without_a_gap_in_sequence_or_timestamp() {
     let (tx, _events) = tokio::sync::mpsc::unbounded_channel();
-    let media = MediaHandle::spawn(tx).unwrap();
+    let media = MediaHandle::spawn(tx, false).unwrap();
     let mut pool = PortPool::new("127.0.0.1".parse().unwrap(), (47220, 47223));
     let (a, b) = (pool.reserve().unwrap(), pool.reserve().unwrap());
     let (caller_port, phone_port) = (a.port, b.port);
@@ -287,7 +287,7 @@ fn packets_still_queued_when_the_recording_stops_are_recorded_first() {
 #[test]
 fn a_burst_of_commands_is_applied_a_budget_at_a_time_and_none_is_lost() {
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let media = MediaHandle::spawn(tx).unwrap();
+    let media = MediaHandle::spawn(tx, false).unwrap();
     // Far more commands than one round's budget, sent before the thread wakes.
     let mut pool = PortPool::new("127.0.0.1".parse().unwrap(), (47300, 47399));
     let pairs: Vec<_> = (0..3 * COMMAND_BUDGET).map(|_| pool.reserve().unwrap()).collect();
