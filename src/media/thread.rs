@@ -35,11 +35,12 @@ const DEADLINE: Token = Token(usize::MAX - 1);
 /// Datagrams read from one socket per wake-up, so a flood on one port
 /// cannot stall every other stream; the rest is read on the next round.
 const READ_BUDGET: usize = 32;
-/// Commands applied per round. Hundreds of calls can end at once (a
-/// closing endpoint costs tens of µs: epoll, RTCP, two closes); taking
-/// them all before sending would hold every other stream's packets back
-/// by as many milliseconds. The rest wait for the next round, after the
-/// due packets have gone out.
+/// Commands applied between two looks at what is due. Hundreds of calls can
+/// end at once (a closing endpoint costs tens of µs: epoll, RTCP, two
+/// closes); applying them all before sending would hold every other
+/// stream's packets back by as many milliseconds. Every command is still
+/// applied in the same round: deferring the rest to later rounds starved
+/// them when the thread was overloaded (recordings started seconds late).
 const COMMAND_BUDGET: usize = 16;
 
 /// Counters the media thread keeps, shared with the shell for the status file.
@@ -210,8 +211,6 @@ struct MediaLoop {
     timers: BinaryHeap<Reverse<(Instant, u16)>>,
     /// Sockets that still had data when their read budget ran out.
     backlog: Vec<Token>,
-    /// Commands left queued when the round's budget ran out.
-    commands_pending: bool,
     ready: Vec<Token>,
     batch: RecvBatch,
     buf: Box<[u8; 2048]>,
@@ -236,7 +235,6 @@ impl MediaLoop {
             pacer: Pacer::new(),
             timers: BinaryHeap::with_capacity(1024),
             backlog: Vec::with_capacity(1024),
-            commands_pending: false,
             ready: Vec::with_capacity(1024),
             batch: RecvBatch::new(),
             buf: Box::new([0; 2048]),
@@ -256,7 +254,7 @@ impl MediaLoop {
             .flatten()
             .min();
             // Wait on the timerfd, not on epoll's millisecond timeout.
-            let wait = if !self.backlog.is_empty() || self.commands_pending || next.is_some_and(|at| at <= now) {
+            let wait = if !self.backlog.is_empty() || next.is_some_and(|at| at <= now) {
                 Some(Duration::ZERO)
             } else {
                 self.deadline.set(next, now)?;
@@ -268,7 +266,7 @@ impl MediaLoop {
                 }
                 return Err(e);
             }
-            let mut commands = std::mem::take(&mut self.commands_pending);
+            let mut commands = false;
             self.ready.clear();
             self.ready.append(&mut self.backlog);
             for event in &events {
@@ -296,19 +294,19 @@ impl MediaLoop {
         }
     }
 
-    /// Apply up to a round's budget of queued commands; false when the
-    /// handles are all gone.
+    /// Apply every queued command, sending what falls due after each
+    /// budget of them; false when the handles are all gone.
     fn take_commands(&mut self) -> bool {
-        for _ in 0..COMMAND_BUDGET {
-            match self.commands.try_recv() {
-                Ok(command) => self.apply(command, Instant::now()),
-                Err(TryRecvError::Empty) => return true,
-                Err(TryRecvError::Disconnected) => return false,
+        loop {
+            for _ in 0..COMMAND_BUDGET {
+                match self.commands.try_recv() {
+                    Ok(command) => self.apply(command, Instant::now()),
+                    Err(TryRecvError::Empty) => return true,
+                    Err(TryRecvError::Disconnected) => return false,
+                }
             }
+            self.send_due(Instant::now());
         }
-        // The waker will not fire for what is still queued: look again next round.
-        self.commands_pending = true;
-        true
     }
 
     fn apply(&mut self, command: MediaCommand, now: Instant) {
