@@ -35,13 +35,6 @@ const DEADLINE: Token = Token(usize::MAX - 1);
 /// Datagrams read from one socket per wake-up, so a flood on one port
 /// cannot stall every other stream; the rest is read on the next round.
 const READ_BUDGET: usize = 32;
-/// Commands applied between two looks at what is due. Hundreds of calls can
-/// end at once (a closing endpoint costs tens of µs: epoll, RTCP, two
-/// closes); applying them all before sending would hold every other
-/// stream's packets back by as many milliseconds. Every command is still
-/// applied in the same round: deferring the rest to later rounds starved
-/// them when the thread was overloaded (recordings started seconds late).
-const COMMAND_BUDGET: usize = 16;
 
 /// Counters the media thread keeps, shared with the shell for the status file.
 #[derive(Debug, Default)]
@@ -294,18 +287,14 @@ impl MediaLoop {
         }
     }
 
-    /// Apply every queued command, sending what falls due after each
-    /// budget of them; false when the handles are all gone.
+    /// Apply every queued command; false when the handles are all gone.
     fn take_commands(&mut self) -> bool {
         loop {
-            for _ in 0..COMMAND_BUDGET {
-                match self.commands.try_recv() {
-                    Ok(command) => self.apply(command, Instant::now()),
-                    Err(TryRecvError::Empty) => return true,
-                    Err(TryRecvError::Disconnected) => return false,
-                }
+            match self.commands.try_recv() {
+                Ok(command) => self.apply(command, Instant::now()),
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
             }
-            self.send_due(Instant::now());
         }
     }
 
