@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use denwa::media::rtp::read_header;
 
-use crate::host::cpu_ms;
+use crate::host::{cpu_ms, set_buffers};
 use crate::stamped::{STAMPED_BATCH, StampedBatch, enable_timestamps};
 
 /// Inter-packet gap statistics over all streams (Welford).
@@ -64,20 +64,7 @@ impl Gaps {
 /// harness that a real network card never charges the sender.
 pub fn rtp_sink(stop: Arc<AtomicBool>, measure: Arc<AtomicBool>) -> (u16, std::thread::JoinHandle<Gaps>) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let size: libc::c_int = 64 << 20;
-    // SAFETY: setting an int socket option on a socket we own. The kernel caps
-    // it at net.core.rmem_max; FORCE (as root) lifts that cap.
-    unsafe {
-        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                &size as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-    }
+    set_buffers(&socket, 64 << 20);
     enable_timestamps(&socket);
     let port = socket.local_addr().unwrap().port();
     let handle = std::thread::spawn(move || {

@@ -127,18 +127,16 @@ impl MediaHandle {
 /// never did. Without the privilege (root or CAP_SYS_NICE), or with
 /// `realtime = false`, it takes a higher nice level if it may.
 fn raise_priority(realtime: bool) {
-    // SAFETY: plain syscalls on the calling thread with a valid sched_param.
-    unsafe {
-        let param = libc::sched_param {
-            sched_priority: MEDIA_RT_PRIORITY,
-        };
-        if realtime && libc::sched_setscheduler(0, libc::SCHED_RR, &param) == 0 {
-            debug!(priority = MEDIA_RT_PRIORITY, "media thread runs at real-time priority");
-            return;
-        }
-        if !raise_nice() {
-            debug!("media thread keeps normal priority (no permission to raise it)");
-        }
+    let param = libc::sched_param {
+        sched_priority: MEDIA_RT_PRIORITY,
+    };
+    // SAFETY: a plain syscall on the calling thread with a valid sched_param.
+    if realtime && unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &param) } == 0 {
+        debug!(priority = MEDIA_RT_PRIORITY, "media thread runs at real-time priority");
+        return;
+    }
+    if !raise_nice() {
+        debug!("media thread keeps normal priority (no permission to raise it)");
     }
 }
 
