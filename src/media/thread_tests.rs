@@ -50,6 +50,16 @@ fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
     p
 }
 
+/// A media loop the test drives by calling its methods; nothing polls it,
+/// and its commands and events go nowhere.
+fn hand_driven(counters: Arc<Counters>) -> MediaLoop {
+    let poll = Poll::new().unwrap();
+    let deadline = Deadline::new(poll.registry(), DEADLINE).unwrap();
+    let (_, commands) = std::sync::mpsc::channel();
+    let (events, _) = tokio::sync::mpsc::unbounded_channel();
+    MediaLoop::new(poll, commands, events, counters, deadline)
+}
+
 fn endpoint_addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
@@ -258,11 +268,7 @@ fn ringback_gives_way_to_the_relay_without_a_gap_in_sequence_or_timestamp() {
 fn packets_still_queued_when_the_recording_stops_are_recorded_first() {
     // The loop is driven by hand and never polled: what the caller sends
     // stays in the socket, as when the thread is busy and the BYE overtakes it.
-    let poll = Poll::new().unwrap();
-    let deadline = Deadline::new(poll.registry(), DEADLINE).unwrap();
-    let (_commands, rx) = std::sync::mpsc::channel();
-    let (tx, _events) = tokio::sync::mpsc::unbounded_channel();
-    let mut media = MediaLoop::new(poll, rx, tx, Arc::new(Counters::default()), deadline);
+    let mut media = hand_driven(Arc::new(Counters::default()));
     let mut pool = PortPool::new("127.0.0.1".parse().unwrap(), (47220, 47223));
     let pair = pool.reserve().unwrap();
     let port = pair.port;
@@ -305,4 +311,53 @@ fn a_burst_of_commands_is_applied_in_order_and_none_is_lost() {
         })
         .collect();
     assert_eq!(closed, ports, "every endpoint opened and closed, in the order sent");
+}
+
+#[test]
+fn rtp_goes_out_of_the_connected_socket_and_follows_a_peer_that_moves() {
+    let counters = Arc::new(Counters::default());
+    let mut media = hand_driven(counters.clone());
+    let mut pool = PortPool::new("127.0.0.1".parse().unwrap(), (47230, 47233));
+    let pair = pool.reserve().unwrap();
+    let port = pair.port;
+    let now = Instant::now();
+    media.apply(MediaCommand::Open { pair }, now);
+    let (x, y) = (phone(), phone());
+    let peer = peer(x.local_addr().unwrap(), Codec::Pcmu, 0xA1);
+    media.apply(MediaCommand::Connect { port, peer }, now);
+
+    let mut buf = [0u8; 2048];
+    let send = |media: &mut MediaLoop, n: u16| {
+        let slot = media.slots.get_mut(&port).unwrap();
+        let to = slot.logic.send_to().unwrap();
+        slot.send_rtp(&rtp(0, n, 0, 0xA1, &[0xFF; 160]), to, &counters);
+    };
+    send(&mut media, 1);
+    let (_, from) = x.recv_from(&mut buf).unwrap();
+    assert_eq!(from, endpoint_addr(port), "sent from the endpoint's own port");
+    // The peer's RTP now arrives on the connected socket (the kernel prefers
+    // it), and is read from there.
+    x.send_to(&rtp(0, 1, 0, 0xC0, &[0xFF; 160]), endpoint_addr(port))
+        .unwrap();
+    x.send_to(&rtp(0, 2, 160, 0xC0, &[0xFF; 160]), endpoint_addr(port))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let slot = media.slots.get(&port).unwrap();
+    assert!(slot.rtp.recv_from(&mut buf).is_err(), "nothing on the receiving socket");
+    media.read_rtp(port, Socket::RtpSend, now);
+    let received = 2;
+    assert_eq!(counters.packets_received.load(Ordering::Relaxed), received);
+
+    // The peer's NAT moves it to another port: its RTP arrives on the
+    // receiving socket, the endpoint learns the address, and what we send
+    // follows it there, still from our port.
+    y.send_to(&rtp(0, 3, 320, 0xC0, &[0xFF; 160]), endpoint_addr(port))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    media.read_rtp(port, Socket::Rtp, now);
+    assert_eq!(counters.packets_received.load(Ordering::Relaxed), received + 1);
+    send(&mut media, 2);
+    let (_, from) = y.recv_from(&mut buf).unwrap();
+    assert_eq!(from, endpoint_addr(port));
+    assert_eq!(counters.send_errors.load(Ordering::Relaxed), 0);
 }
