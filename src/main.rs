@@ -747,11 +747,27 @@ mod tests {
         assert!(missing.is_empty(), "no help text: {missing:?}");
     }
 
-    fn temp_dir(name: &str) -> PathBuf {
+    /// A fresh directory for one test, removed when the test is done with it.
+    struct TempDir(PathBuf);
+
+    impl std::ops::Deref for TempDir {
+        type Target = std::path::Path;
+        fn deref(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn temp_dir(name: &str) -> TempDir {
         let dir = std::env::temp_dir().join(format!("denwa-main-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        dir
+        TempDir(dir)
     }
 
     #[test]
@@ -853,7 +869,7 @@ mod tests {
         std::fs::write(&aplay, "#!/bin/sh\n").unwrap();
         std::fs::write(empty.join("paplay"), "not executable").unwrap();
         std::fs::set_permissions(&aplay, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let path = std::env::join_paths([&empty, &with]).unwrap();
+        let path = std::env::join_paths([&*empty, &*with]).unwrap();
         assert_eq!(find_player(&path), Some(aplay));
         assert_eq!(find_player(empty.as_os_str()), None);
     }

@@ -48,5 +48,6 @@ mod tests {
         );
         std::fs::write(&path, "{not json").unwrap();
         assert!(read(&path).unwrap_err().contains("modes.json"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -5,10 +5,7 @@ use crate::policy::Action;
 
 pub(super) fn prompt_dir() -> PathBuf {
     // One directory per call: tests run in parallel and rewrite the prompt.
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("denwa-config-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::records::test_dir("config");
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: 8000,

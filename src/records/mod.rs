@@ -25,17 +25,29 @@ pub mod status;
 pub mod voicemail;
 pub mod wav_repair;
 
-/// A fresh, empty directory for one test under the system temp dir.
+/// A fresh, empty directory for one test, inside one folder per test
+/// process under the system temp dir; that folder is removed when the
+/// process exits, so test runs leave nothing behind.
 #[cfg(test)]
 pub(crate) fn test_dir(name: &str) -> std::path::PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "denwa-test-{}-{}-{name}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
+    static CLEANUP: std::sync::Once = std::sync::Once::new();
+    extern "C" fn remove_test_dirs() {
+        let _ = std::fs::remove_dir_all(test_dirs_parent());
+    }
+    // SAFETY: atexit only stores the function pointer; the function
+    // touches nothing but the file system.
+    CLEANUP.call_once(|| unsafe {
+        libc::atexit(remove_test_dirs);
+    });
+    let dir = test_dirs_parent().join(format!("{}-{name}", NEXT.fetch_add(1, Ordering::Relaxed)));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+#[cfg(test)]
+fn test_dirs_parent() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("denwa-test-{}", std::process::id()))
 }
