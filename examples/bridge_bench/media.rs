@@ -107,7 +107,6 @@ pub enum Body {
 pub struct Outgoing {
     id: usize,
     sock: Arc<UdpSocket>,
-    dest: SocketAddr,
     payload_type: u8,
     body: Body,
     seq: u32,
@@ -116,10 +115,14 @@ pub struct Outgoing {
 
 impl Outgoing {
     pub fn new(id: usize, sock: Arc<UdpSocket>, dest: SocketAddr, payload_type: u8, body: Body) -> Outgoing {
+        // Connected, the kernel skips a route lookup per packet (about a
+        // sixth of a loopback send), and the socket hears only its peer,
+        // which is all it should hear: denwa sends each leg's RTP from the
+        // port it receives on.
+        sock.connect(dest).expect("connect a loopback UDP socket");
         Outgoing {
             id,
             sock,
-            dest,
             payload_type,
             body,
             seq: 0,
@@ -149,7 +152,7 @@ impl Outgoing {
             }
         }
         self.seq += 1;
-        match self.sock.send_to(packet, self.dest) {
+        match self.sock.send(packet) {
             Ok(_) => self.sent += 1,
             Err(_) => *errors += 1,
         }
