@@ -8,6 +8,13 @@
 //! Needs `sipp` (Debian: sip-tester) and, for INVITE→200 latency at
 //! microsecond resolution (SIPp's own is whole milliseconds), `dumpcap` and
 //! `tshark` (Debian: tshark), which capture the SIP port only.
+//!
+//! Each rate runs twice on the same denwa: first the measured run (CPU,
+//! memory, pacing, failures) with nothing capturing, then a short run at the
+//! same rate while dumpcap captures, for the latency alone. A capture taps
+//! every packet on `lo`: the kernel clones each RTP packet to run the
+//! capture's filter on it, in the sender's time, which was 6–7 % of denwa's
+//! media thread when both ran together.
 
 use std::collections::HashMap;
 use std::net::UdpSocket;
@@ -78,6 +85,9 @@ fn start_denwa(bin: &Path, dir: &Path, port: u16) -> Child {
     std::thread::sleep(Duration::from_millis(500));
     child
 }
+
+/// Seconds of calls in the latency run after each measured run.
+const LATENCY_SECONDS: u32 = 3;
 
 /// Capture the SIP port (never RTP) while the calls run.
 fn start_capture(dir: &Path, port: u16) -> Option<Child> {
@@ -232,15 +242,25 @@ fn main() {
         let stop = Arc::new(AtomicBool::new(false));
         let (rtp_port, sink) = rtp_sink(stop.clone(), Arc::new(AtomicBool::new(true)));
         let calls = rate * args.seconds;
-        let capture = start_capture(&dir, port);
         let started = Instant::now();
         let sipp = run_sipp(&dir, port, rate, calls, args.seconds, rtp_port);
-        let mut lat = capture.map(|c| latencies_from_capture(&dir, c)).unwrap_or_default();
         std::thread::sleep(Duration::from_millis(500));
         stop.store(true, Ordering::Relaxed);
         let gaps = sink.join().unwrap();
         let cpu = cpu_ms(&pid.to_string()) - cpu_before;
         let peak = status_kib(pid, "VmHWM:");
+
+        // The latency run: the same rate, captured, not measured otherwise.
+        let mut lat = Vec::new();
+        if sipp.failed == 0 {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (rtp_port, sink) = rtp_sink(stop.clone(), Arc::new(AtomicBool::new(false)));
+            let capture = start_capture(&dir, port);
+            run_sipp(&dir, port, rate, rate * LATENCY_SECONDS, LATENCY_SECONDS, rtp_port);
+            lat = capture.map(|c| latencies_from_capture(&dir, c)).unwrap_or_default();
+            stop.store(true, Ordering::Relaxed);
+            let _ = sink.join();
+        }
         let _ = Command::new("kill").arg(pid.to_string()).status();
         let _ = denwa.wait();
         let denwa_retransmissions = std::fs::read_to_string(dir.join("denwa.log"))
