@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use announce::{rtp_sink, run_sipp};
-use host::{cpu_ms, raise_nofile, write_prompt};
+use host::{cpu_ms, raise_nofile, udp_receive_buffer_drops, write_prompt};
 
 #[path = "bench_common/announce.rs"]
 mod announce;
@@ -243,10 +243,12 @@ fn main() {
         let (rtp_port, sink) = rtp_sink(stop.clone(), Arc::new(AtomicBool::new(true)));
         let calls = rate * args.seconds;
         let started = Instant::now();
+        let drops_before = udp_receive_buffer_drops();
         let sipp = run_sipp(&dir, port, rate, calls, args.seconds, rtp_port);
         std::thread::sleep(Duration::from_millis(500));
         stop.store(true, Ordering::Relaxed);
         let gaps = sink.join().unwrap();
+        let drops = udp_receive_buffer_drops() - drops_before;
         let cpu = cpu_ms(&pid.to_string()) - cpu_before;
         let peak = status_kib(pid, "VmHWM:");
 
@@ -301,6 +303,11 @@ fn main() {
             started.elapsed().as_secs_f64(),
             dir.join("denwa.log").display()
         );
+        if drops > 0 {
+            // rtp_lost counts what the sink never saw; a receiver that fell
+            // behind its socket loses packets denwa did send.
+            eprintln!("   ({drops} datagrams dropped on this machine by full receive buffers during the run)");
+        }
         eprintln!(
             "   (kernel floor: {:.2} ms of CPU per call for its RTP alone, sent from {} sockets by a loop doing nothing else)",
             kernel_floor_ms_per_call(sipp.max_concurrent.max(1) as usize),
