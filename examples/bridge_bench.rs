@@ -14,7 +14,7 @@
 //!
 //!     cargo build --release --examples
 //!     target/release/examples/bridge_bench [--levels 100,250,500,1000] [--seconds 20]
-//!         [--cps 200] [--transcode] [--timeout 900] [--denwa target/release/denwa]
+//!         [--cps 200] [--transcode] [--media-threads 1] [--timeout 900] [--denwa target/release/denwa]
 
 #[path = "bench_common/host.rs"]
 mod host;
@@ -55,6 +55,8 @@ pub struct Args {
     /// Seconds to wait after a level's hang-up before reading RSSafter
     /// (denwa keeps finished transactions up to 32 s, RFC 3261 timers).
     settle: u64,
+    /// denwa's `[media] threads`.
+    media_threads: usize,
     denwa: PathBuf,
 }
 
@@ -66,6 +68,7 @@ fn args() -> Args {
         transcode: false,
         timeout: 900,
         settle: 1,
+        media_threads: 1,
         denwa: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/denwa"),
     };
     let mut it = std::env::args().skip(1);
@@ -82,8 +85,9 @@ fn args() -> Args {
             "--settle" => a.settle = value.parse().expect("settle seconds"),
             "--timeout" => a.timeout = value.parse().expect("timeout seconds"),
             "--denwa" => a.denwa = value.into(),
+            "--media-threads" => a.media_threads = value.parse().expect("media threads"),
             other => panic!(
-                "unknown flag {other}; use --levels, --seconds, --cps, --transcode, --settle, --timeout, --denwa"
+                "unknown flag {other}; use --levels, --seconds, --cps, --transcode, --media-threads, --settle, --timeout, --denwa"
             ),
         }
     }
@@ -96,13 +100,14 @@ fn args() -> Args {
     a
 }
 
-fn start_denwa(bin: &Path, dir: &Path, port: u16) -> Child {
+fn start_denwa(bin: &Path, dir: &Path, port: u16, media_threads: usize) -> Child {
     // RTP ports below the kernel's ephemeral range, so the generator's own
     // sockets never take one denwa wants.
     let config = format!(
         "[sip]\nlisten = \"127.0.0.1:{port}\"\nrtp_ports = \"10000-29999\"\ntrusted_sources = [\"127.0.0.1\"]\n\
 digest_algorithms = [\"MD5\", \"SHA-256\"]\n[prompts]\ndir = \".\"\n\
 [records]\ncall_log = \"calls.jsonl\"\nstatus = \"status.json\"\n[voicemail]\ndir = \"voicemail\"\n\
+[media]\nthreads = {media_threads}\n\
 [phones.desk]\npassword_env = \"DESK_PASSWORD\"\nbusy = \"ring\"\n\
 [numbers.bench]\nregister = false\nnumber = \"0501119999\"\n[[numbers.bench.rules]]\n\
 ring = {{ phones = [\"desk\"], timeout = \"120s\" }}\nannounce = \"short.wav\"\n"
@@ -371,7 +376,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut denwa = start_denwa(&args.denwa, &dir, port);
+    let mut denwa = start_denwa(&args.denwa, &dir, port, args.media_threads);
     let pid = denwa.id();
     let denwa_addr: SocketAddr = ([127, 0, 0, 1], port).into();
 

@@ -68,7 +68,9 @@ pub enum Output {
 /// media reports it closed).
 pub trait PortAllocator: Send {
     /// Open a media endpoint; its RTP port, or `None` when none is free.
-    fn allocate(&mut self) -> Option<u16>;
+    /// `beside`: an endpoint this one will be relayed with, which must live
+    /// on the same media thread.
+    fn allocate(&mut self, beside: Option<u16>) -> Option<u16>;
 }
 
 /// A call as the engine names it (Call-IDs are the caller's and not unique).

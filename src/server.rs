@@ -15,7 +15,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{self, Config};
 use crate::engine::{Engine, EngineConfig, Now, Output, PortAllocator};
-use crate::media::{MediaCommand, MediaCounters, MediaEvent, MediaHandle, PortPool, PortReleaser};
+use crate::media::{MediaCommand, MediaCounters, MediaEvent, MediaHandle, PortPool, PortReleaser, media_thread_of};
 use crate::records::{self, call_log::CallLog, status::StatusFile, status::StatusSender};
 use crate::sip::registrar::{BindingsSnapshot, Registrar, RegistrarConfig};
 use crate::sip::transaction::Timers;
@@ -37,8 +37,16 @@ struct MediaPorts {
 }
 
 impl PortAllocator for MediaPorts {
-    fn allocate(&mut self) -> Option<u16> {
-        let pair = self.pool.reserve()?;
+    fn allocate(&mut self, beside: Option<u16>) -> Option<u16> {
+        let threads = self.media.threads();
+        let pair = match beside {
+            Some(other) if threads > 1 => {
+                let thread = media_thread_of(other, threads);
+                self.pool
+                    .reserve_where(|port| media_thread_of(port, threads) == thread)?
+            }
+            _ => self.pool.reserve()?,
+        };
         let port = pair.port;
         self.media.send(MediaCommand::Open { pair });
         Some(port)
@@ -73,7 +81,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding SIP on {}", settings.listen))?;
     let local = socket.local_addr()?;
     let (media_tx, mut media_rx) = tokio::sync::mpsc::unbounded_channel();
-    let media = MediaHandle::spawn(media_tx, settings.media_realtime)?;
+    let media = MediaHandle::spawn(media_tx, settings.media_realtime, settings.media_threads)?;
     let pool = PortPool::new(settings.advertise, settings.rtp_ports);
     if pool.capacity() == 0 {
         anyhow::bail!("sip.rtp_ports {:?} holds no RTP/RTCP port pair", settings.rtp_ports);
@@ -154,7 +162,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 65_536];
     let mut shutting_down: Option<Instant> = None;
     let mut last_status = Instant::now();
-    publish_status(&status, &engine, media.counters.snapshot(), local, &voicemail);
+    publish_status(&status, &engine, media.counters(), local, &voicemail);
     // After the status file: its folder (that of the mode file) now exists.
     let config_text = std::fs::read_to_string(&config.path).ok();
     let mut watcher = FileWatcher::start(Targets::of_config(
@@ -209,8 +217,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     call_log.write(record);
                 }
             }
-            publish_status(&status, &engine, media.counters.snapshot(), local, &voicemail);
-            info!(sip = ?engine.stats, media = ?media.counters.snapshot(), "denwa stopped");
+            publish_status(&status, &engine, media.counters(), local, &voicemail);
+            info!(sip = ?engine.stats, media = ?media.counters(), "denwa stopped");
             call_log.close();
             drop(status);
             let _ = status_writer.await;
@@ -270,7 +278,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         if engine.status_changed || last_status.elapsed() >= STATUS_EVERY {
             engine.status_changed = false;
             last_status = Instant::now();
-            publish_status(&status, &engine, media.counters.snapshot(), local, &voicemail);
+            publish_status(&status, &engine, media.counters(), local, &voicemail);
         }
     }
 }

@@ -67,6 +67,9 @@ struct SipSection {
     digest_algorithms: Option<Spanned<Vec<String>>>,
 }
 
+/// More media threads than this would only compete with each other.
+const MAX_MEDIA_THREADS: i64 = 16;
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct MediaSection {
@@ -74,6 +77,8 @@ struct MediaSection {
     rtp_timeout: Option<Spanned<String>>,
     /// Run the media thread at real-time priority (when allowed).
     realtime: Option<bool>,
+    /// Media threads; a call's endpoints share one.
+    threads: Option<Spanned<i64>>,
 }
 
 /// The SIP provider the shop's numbers are registered with.
@@ -157,6 +162,8 @@ pub struct Settings {
     pub rtp_timeout: Duration,
     /// `media.realtime`: the media thread asks for real-time scheduling.
     pub media_realtime: bool,
+    /// `media.threads`: how many media threads (read at start only).
+    pub media_threads: usize,
     /// The digest realm staff phones authenticate in (`sip.realm`, default "denwa").
     pub registrar_realm: String,
     /// `sip.digest_algorithms`: what staff phones are challenged with, in order.
@@ -885,6 +892,14 @@ fn parse_with(path: &Path, source: &str, secrets: Secrets) -> Result<Config, Con
             }
         },
     };
+    let media_threads = match &file.media.threads {
+        None => 1,
+        Some(n) if (1..=MAX_MEDIA_THREADS).contains(n.get_ref()) => *n.get_ref() as usize,
+        Some(n) => {
+            ck.error(&n.span(), "media.threads", format!("from 1 to {MAX_MEDIA_THREADS}"));
+            1
+        }
+    };
 
     let line_numbers: Vec<(String, String)> = file
         .numbers
@@ -920,6 +935,7 @@ fn parse_with(path: &Path, source: &str, secrets: Secrets) -> Result<Config, Con
             keepalive_method,
             rtp_timeout,
             media_realtime: file.media.realtime.unwrap_or(true),
+            media_threads,
             registrar_realm: file.sip.realm.clone().unwrap_or_else(|| "denwa".into()),
             digest_algorithms,
             phones,

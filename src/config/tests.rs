@@ -195,6 +195,23 @@ fn durations() {
 }
 
 #[test]
+fn media_threads_default_to_one_and_are_bounded() {
+    let rules = "[numbers.public]\nnumber = \"0501110001\"\n[[numbers.public.rules]]\nannounce = \"hello.wav\"\n";
+    assert_eq!(check(rules).unwrap().settings.media_threads, 1);
+    let two = check(&format!("[media]\nthreads = 2\n{rules}")).unwrap();
+    assert_eq!(two.settings.media_threads, 2);
+    for bad in ["0", "17", "-1"] {
+        let err = check(&format!("[media]\nthreads = {bad}\n{rules}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("shop.toml:") && err.contains("media.threads") && err.contains("from 1 to 16"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn media_realtime_defaults_on_and_can_be_turned_off() {
     let rules = "[numbers.public]\nnumber = \"0501110001\"\n[[numbers.public.rules]]\nannounce = \"hello.wav\"\n";
     assert!(check(rules).unwrap().settings.media_realtime);

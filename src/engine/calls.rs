@@ -202,7 +202,7 @@ impl Engine {
                 return;
             }
         };
-        let Some(port) = self.ports.allocate() else {
+        let Some(port) = self.ports.allocate(None) else {
             warn!(%line, "no free RTP port: refusing the call (503); widen sip.rtp_ports");
             self.reject_invite(now, &req, &key, 503, "Service Unavailable");
             return;

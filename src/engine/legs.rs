@@ -155,7 +155,8 @@ impl Engine {
     }
 
     fn invite_device(&mut self, now: Now, key: CallKey, phone: &str, contact: &str, dest: SocketAddr) -> Option<LegId> {
-        let port = self.ports.allocate()?;
+        let caller_port = self.calls.get(&key).map(|c| c.port);
+        let port = self.ports.allocate(caller_port)?;
         let session_id = self.random() >> 1;
         let (tag, call_id, branch) = (
             self.token(),

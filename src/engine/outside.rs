@@ -115,7 +115,8 @@ impl Engine {
             }
             _ => line_identity,
         };
-        let port = self.ports.allocate()?;
+        let caller_port = self.calls.get(&key).map(|c| c.port);
+        let port = self.ports.allocate(caller_port)?;
         let session_id = self.random() >> 1;
         let (from_tag, call_id, branch) = (
             self.token(),

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::*;
 use crate::call::HungUpBy;
 use crate::codec::Codec;
+use crate::media::media_thread_of;
 use crate::media::prompt::Prompt;
 use crate::policy::{NumberPolicy, Rule, When};
 use crate::sip::register::RegistrationConfig;
@@ -13,8 +14,15 @@ use crate::sip::register::RegistrationConfig;
 struct FakePorts(u16);
 
 impl PortAllocator for FakePorts {
-    fn allocate(&mut self) -> Option<u16> {
+    /// Ports as a pool shared by two media threads hands them out: the next
+    /// pair, or the next on the thread of `beside`.
+    fn allocate(&mut self, beside: Option<u16>) -> Option<u16> {
         self.0 += 2;
+        if let Some(other) = beside
+            && media_thread_of(self.0, 2) != media_thread_of(other, 2)
+        {
+            self.0 += 2;
+        }
         Some(self.0)
     }
 }

@@ -155,6 +155,30 @@ pub enum MediaCommand {
     Close { port: u16 },
 }
 
+impl MediaCommand {
+    /// The endpoint the command is about (a relay: its first endpoint; both
+    /// of a relay's endpoints live on one media thread).
+    pub fn port(&self) -> u16 {
+        match self {
+            MediaCommand::Open { pair } => pair.port,
+            MediaCommand::Relay { a, .. } => *a,
+            MediaCommand::Connect { port, .. }
+            | MediaCommand::Play { port, .. }
+            | MediaCommand::Update { port, .. }
+            | MediaCommand::Record { port, .. }
+            | MediaCommand::StopRecording { port }
+            | MediaCommand::Stop { port }
+            | MediaCommand::Close { port } => *port,
+        }
+    }
+}
+
+/// Which of `threads` media threads owns the endpoint on RTP port `port`:
+/// consecutive pairs alternate, so the pool's round-robin spreads calls.
+pub fn media_thread_of(port: u16, threads: usize) -> usize {
+    usize::from(port / 2) % threads.max(1)
+}
+
 /// What the media thread reports; each names the endpoint by its RTP port.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MediaEvent {

@@ -90,10 +90,18 @@ impl PortPool {
     /// The next free pair, bound. `None` when every pair is in use or bound
     /// by another program.
     pub fn reserve(&mut self) -> Option<BoundPair> {
+        self.reserve_where(|_| true)
+    }
+
+    /// The next free pair whose RTP port `wanted` accepts, bound.
+    pub fn reserve_where(&mut self, wanted: impl Fn(u16) -> bool) -> Option<BoundPair> {
         let count = self.in_use.len();
         for _ in 0..count {
             let slot = self.next;
             self.next = (slot + 1) % count;
+            if !wanted(self.port_of(slot)) {
+                continue;
+            }
             if self.in_use[slot]
                 .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
                 .is_err()

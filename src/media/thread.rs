@@ -28,7 +28,7 @@ use super::relay::{LegFormat, Restamp};
 use super::rtcp;
 use super::rtp::{Due, Pacer, Stream};
 use super::wake::{Deadline, PortHash};
-use super::{BoundPair, MediaCommand, MediaEvent, Peer};
+use super::{BoundPair, MediaCommand, MediaEvent, Peer, media_thread_of};
 
 const WAKER: Token = Token(usize::MAX);
 const DEADLINE: Token = Token(usize::MAX - 1);
@@ -75,43 +75,85 @@ impl Counters {
     }
 }
 
-/// The way in: commands plus the waker that gets the thread to read them.
-#[derive(Clone)]
-pub struct MediaHandle {
+/// The way in to one media thread: commands plus the waker that gets the
+/// thread to read them, and its counters.
+struct MediaThread {
     commands: Sender<MediaCommand>,
     waker: Arc<Waker>,
-    pub counters: Arc<Counters>,
+    counters: Arc<Counters>,
+}
+
+/// The way in to every media thread. Each endpoint lives on one thread,
+/// chosen by its port ([`media_thread_of`]); a relay's two endpoints are
+/// given ports on the same thread by the allocator.
+#[derive(Clone)]
+pub struct MediaHandle {
+    threads: Arc<[MediaThread]>,
 }
 
 impl MediaHandle {
-    /// Start the media thread; it ends when every handle is dropped.
-    /// `realtime`: ask for real-time scheduling (see [`raise_priority`]).
-    pub fn spawn(events: UnboundedSender<MediaEvent>, realtime: bool) -> std::io::Result<MediaHandle> {
-        let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let deadline = Deadline::new(poll.registry(), DEADLINE)?;
-        let (commands, rx) = std::sync::mpsc::channel();
-        let counters = Arc::new(Counters::default());
-        let thread_counters = counters.clone();
-        std::thread::Builder::new().name("denwa-media".into()).spawn(move || {
-            raise_priority(realtime);
-            let mut media = MediaLoop::new(poll, rx, events, thread_counters, deadline);
-            if let Err(e) = media.run() {
-                tracing::error!(error = %e, "the media thread stopped");
-            }
-        })?;
+    /// Start `threads` media threads (at least one); they end when every
+    /// handle is dropped. `realtime`: ask for real-time scheduling (see
+    /// [`raise_priority`]).
+    pub fn spawn(events: UnboundedSender<MediaEvent>, realtime: bool, threads: usize) -> std::io::Result<MediaHandle> {
+        let mut handles = Vec::with_capacity(threads.max(1));
+        for i in 0..threads.max(1) {
+            let poll = Poll::new()?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            let deadline = Deadline::new(poll.registry(), DEADLINE)?;
+            let (commands, rx) = std::sync::mpsc::channel();
+            let counters = Arc::new(Counters::default());
+            let thread_counters = counters.clone();
+            let events = events.clone();
+            let name = if i == 0 {
+                "denwa-media".to_string()
+            } else {
+                format!("denwa-media{}", i + 1)
+            };
+            std::thread::Builder::new().name(name).spawn(move || {
+                raise_priority(realtime);
+                let mut media = MediaLoop::new(poll, rx, events, thread_counters, deadline);
+                if let Err(e) = media.run() {
+                    tracing::error!(error = %e, "a media thread stopped");
+                }
+            })?;
+            handles.push(MediaThread {
+                commands,
+                waker,
+                counters,
+            });
+        }
         Ok(MediaHandle {
-            commands,
-            waker,
-            counters,
+            threads: handles.into(),
         })
     }
 
+    /// How many media threads there are.
+    pub fn threads(&self) -> usize {
+        self.threads.len()
+    }
+
     pub fn send(&self, command: MediaCommand) {
+        let thread = &self.threads[media_thread_of(command.port(), self.threads.len())];
         // Both fail only when the thread is gone, and then nothing can be done.
-        if self.commands.send(command).is_ok() {
-            let _ = self.waker.wake();
+        if thread.commands.send(command).is_ok() {
+            let _ = thread.waker.wake();
         }
+    }
+
+    /// Every media thread's counters, added up.
+    pub fn counters(&self) -> MediaCounters {
+        self.threads
+            .iter()
+            .map(|t| t.counters.snapshot())
+            .fold(MediaCounters::default(), |sum, c| MediaCounters {
+                rtp_packets_sent: sum.rtp_packets_sent + c.rtp_packets_sent,
+                rtp_send_errors: sum.rtp_send_errors + c.rtp_send_errors,
+                pacing_slips: sum.pacing_slips + c.pacing_slips,
+                peers_learned: sum.peers_learned + c.peers_learned,
+                rtp_packets_received: sum.rtp_packets_received + c.rtp_packets_received,
+                endpoints_open: sum.endpoints_open + c.endpoints_open,
+            })
     }
 }
 

@@ -67,7 +67,7 @@ fn endpoint_addr(port: u16) -> SocketAddr {
 #[test]
 fn play_receive_dtmf_record_and_close() {
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let media = MediaHandle::spawn(tx, false).unwrap();
+    let media = MediaHandle::spawn(tx, false, 1).unwrap();
     let mut pool = PortPool::new("127.0.0.1".parse().unwrap(), (47200, 47203));
     let releaser = pool.releaser();
     let pair = pool.reserve().unwrap();
@@ -128,7 +128,7 @@ fn play_receive_dtmf_record_and_close() {
         frames.recv_timeout(Duration::from_secs(2)).is_err(),
         "the recording ended with the endpoint"
     );
-    assert_eq!(media.counters.snapshot().endpoints_open, 0);
+    assert_eq!(media.counters().endpoints_open, 0);
     // Free only once released: the shell does that on Closed.
     releaser.release(port);
     assert!(pool.reserve().is_some());
@@ -136,10 +136,25 @@ fn play_receive_dtmf_record_and_close() {
 
 #[test]
 fn relay_bridges_pcmu_and_pcma_legs_both_ways() {
-    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let media = MediaHandle::spawn(tx, false).unwrap();
     let mut pool = PortPool::new("127.0.0.1".parse().unwrap(), (47210, 47213));
     let (a, b) = (pool.reserve().unwrap(), pool.reserve().unwrap());
+    relay_both_ways(1, a, b);
+}
+
+#[test]
+fn with_two_media_threads_a_relay_s_legs_share_one() {
+    let mut pool = PortPool::new("127.0.0.1".parse().unwrap(), (47240, 47247));
+    let a = pool.reserve().unwrap();
+    let thread = media_thread_of(a.port, 2);
+    let b = pool.reserve_where(|port| media_thread_of(port, 2) == thread).unwrap();
+    assert_eq!(b.port, a.port + 4, "the pair between them belongs to the other thread");
+    relay_both_ways(2, a, b);
+}
+
+fn relay_both_ways(threads: usize, a: BoundPair, b: BoundPair) {
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let media = MediaHandle::spawn(tx, false, threads).unwrap();
+    assert_eq!(media.threads(), threads);
     let (port_a, port_b) = (a.port, b.port);
     media.send(MediaCommand::Open { pair: a });
     media.send(MediaCommand::Open { pair: b });
@@ -192,12 +207,14 @@ fn relay_bridges_pcmu_and_pcma_legs_both_ways() {
         .unwrap();
     y.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     assert!(y.recv_from(&mut buf).is_err(), "nothing relayed after Stop");
+    let counters = media.counters();
+    assert_eq!((counters.rtp_packets_sent, counters.endpoints_open), (2, 2));
 }
 
 #[test]
 fn ringback_gives_way_to_the_relay_without_a_gap_in_sequence_or_timestamp() {
     let (tx, _events) = tokio::sync::mpsc::unbounded_channel();
-    let media = MediaHandle::spawn(tx, false).unwrap();
+    let media = MediaHandle::spawn(tx, false, 1).unwrap();
     let mut pool = PortPool::new("127.0.0.1".parse().unwrap(), (47220, 47223));
     let (a, b) = (pool.reserve().unwrap(), pool.reserve().unwrap());
     let (caller_port, phone_port) = (a.port, b.port);
@@ -293,7 +310,7 @@ fn packets_still_queued_when_the_recording_stops_are_recorded_first() {
 #[test]
 fn a_burst_of_commands_is_applied_in_order_and_none_is_lost() {
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let media = MediaHandle::spawn(tx, false).unwrap();
+    let media = MediaHandle::spawn(tx, false, 1).unwrap();
     // Many commands, sent before the thread wakes.
     let mut pool = PortPool::new("127.0.0.1".parse().unwrap(), (47300, 47399));
     let pairs: Vec<_> = (0..48).map(|_| pool.reserve().unwrap()).collect();
