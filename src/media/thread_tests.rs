@@ -332,9 +332,18 @@ fn a_burst_of_commands_is_applied_in_order_and_none_is_lost() {
 
 #[test]
 fn rtp_goes_out_of_the_connected_socket_and_follows_a_peer_that_moves() {
+    connected_socket_follows_the_peer("127.0.0.1", 47230);
+}
+
+#[test]
+fn the_connected_socket_works_when_media_listens_on_every_address() {
+    connected_socket_follows_the_peer("0.0.0.0", 47250);
+}
+
+fn connected_socket_follows_the_peer(ip: &str, first_port: u16) {
     let counters = Arc::new(Counters::default());
     let mut media = hand_driven(counters.clone());
-    let mut pool = PortPool::new("127.0.0.1".parse().unwrap(), (47230, 47233));
+    let mut pool = PortPool::new(ip.parse().unwrap(), (first_port, first_port + 3));
     let pair = pool.reserve().unwrap();
     let port = pair.port;
     let now = Instant::now();
