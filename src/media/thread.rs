@@ -361,7 +361,7 @@ impl MediaLoop {
             for i in 0..self.ready.len() {
                 let token = self.ready[i];
                 match token_port(token) {
-                    (port, Socket::Rtcp) => self.read_rtcp(port, token, now),
+                    (port, Socket::Rtcp) => self.read_rtcp(port, now),
                     (port, socket) => self.read_rtp(port, socket, now),
                 }
             }
@@ -651,14 +651,14 @@ impl MediaLoop {
         slot.logic.on_sent(now, sequence, timestamp, n - 12);
     }
 
-    fn read_rtcp(&mut self, port: u16, token: Token, now: Instant) {
+    fn read_rtcp(&mut self, port: u16, now: Instant) {
         let mut ntp = None;
         for n in 0..=READ_BUDGET {
             let Some(slot) = self.slots.get_mut(&port) else {
                 return;
             };
             if n == READ_BUDGET {
-                self.backlog.push(token);
+                self.backlog.push(token(port, Socket::Rtcp));
                 return;
             }
             match slot.rtcp.recv_from(&mut self.buf[..]) {
